@@ -39,10 +39,10 @@ Status write_dense(const CompressorDesc& desc, const CompressContext& ctx, Span<
 }
 
 Status read_dense(const WireHeader& header, Span<const std::uint8_t> body, Span<float> out) {
-  GRADCOMP_CHECK_PAYLOAD(header.count == header.n, "dense payload count ", header.count,
-                         " != n ", header.n);
-  GRADCOMP_CHECK_PAYLOAD(body.size() == dense_body_bytes(header.n), "dense body is ",
-                         body.size(), " bytes, expected ", dense_body_bytes(header.n));
+  GRADCOMP_CHECK_PAYLOAD(header.count == header.n, "dense payload count ", header.count, " != n ",
+                         header.n);
+  GRADCOMP_CHECK_PAYLOAD(body.size() == dense_body_bytes(header.n), "dense body is ", body.size(),
+                         " bytes, expected ", dense_body_bytes(header.n));
   for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_f32(body.data() + 4 * i);
   return Status::success();
 }
@@ -80,8 +80,8 @@ Status read_sparse_lists(const WireHeader& header, Span<const std::uint8_t> body
   GRADCOMP_CHECK_PAYLOAD(header.count <= expected_count_max, "header count ", header.count,
                          " exceeds the maximum ", expected_count_max, " for this descriptor");
   GRADCOMP_CHECK_PAYLOAD(body.size() == sparse_body_bytes(header.count), "sparse body is ",
-                         body.size(), " bytes, expected ", sparse_body_bytes(header.count),
-                         " for ", header.count, " (index, value) pairs");
+                         body.size(), " bytes, expected ", sparse_body_bytes(header.count), " for ",
+                         header.count, " (index, value) pairs");
   GRADCOMP_TRY(check_indices(body.data(), header.count, header.n));
   indices.resize(header.count);
   values.resize(header.count);

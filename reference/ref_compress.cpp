@@ -69,8 +69,8 @@ Status compress(const CompressorDesc& desc, const CompressContext& ctx, Span<con
   GRADCOMP_TRY(e.compress(desc, ctx, in, out));
   // The size contract: exact for fixed-size compressors, an upper bound otherwise.
   const std::uint64_t promised = e.payload_bytes(desc);
-  const bool size_ok = compressor_is_variable_size(desc.kind) ? out.size() <= promised
-                                                              : out.size() == promised;
+  const bool size_ok =
+      compressor_is_variable_size(desc.kind) ? out.size() <= promised : out.size() == promised;
   if (!size_ok) {
     return make_status(StatusCode::kInternal, name, ": produced ", out.size(),
                        " payload bytes but payload_bytes() = ", promised);
@@ -96,6 +96,16 @@ Status decompress(const CompressorDesc& desc, const CompressContext& ctx,
                    Span<const std::uint8_t>(payload.data() + kHeaderBytes, header.body_bytes),
                    Span<float>(dense));
   if (!s.ok()) return make_status(s.code(), name, ": ", s.message());
+  // The NaN/Inf policy holds on the receiving side too: under nonfinite=error a payload that
+  // decodes to a non-finite value is corrupt (no honest sender under that policy produces one).
+  if (desc.nonfinite == NonfinitePolicy::kError) {
+    for (std::size_t i = 0; i < dense.size(); ++i) {
+      if (!std::isfinite(dense[i])) {
+        return make_status(StatusCode::kCorruptPayload, name, ": decoded element [", i,
+                           "] = ", dense[i], " is not finite (nonfinite=error)");
+      }
+    }
+  }
   for (std::size_t i = 0; i < dense.size(); ++i) out[i] = dense[i];
   return Status::success();
 }

@@ -53,8 +53,8 @@ struct HalfFormat {
   static Status decompress(const CompressorDesc& desc, const WireHeader& header,
                            Span<const std::uint8_t> body, Span<float> out) {
     GRADCOMP_CHECK_PAYLOAD(header.count == desc.n, "count ", header.count, " != n ", desc.n);
-    GRADCOMP_CHECK_PAYLOAD(body.size() == 2 * desc.n, "body is ", body.size(),
-                           " bytes, expected ", 2 * desc.n);
+    GRADCOMP_CHECK_PAYLOAD(body.size() == 2 * desc.n, "body is ", body.size(), " bytes, expected ",
+                           2 * desc.n);
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = Decode(load_u16(body.data() + 2 * i));
     return Status::success();
   }
@@ -70,24 +70,22 @@ using Bf16 = HalfFormat<encode_bf16, decode_bf16>;
 }  // namespace
 
 std::uint64_t fp16_payload_bytes(const CompressorDesc& desc) { return Fp16::payload_bytes(desc); }
-Status fp16_compress(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const float> in, std::vector<std::uint8_t>& payload) {
+Status fp16_compress(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
+                     std::vector<std::uint8_t>& payload) {
   return Fp16::compress(desc, ctx, in, payload);
 }
-Status fp16_decompress(const CompressorDesc& desc, const CompressContext&,
-                       const WireHeader& header, Span<const std::uint8_t> body,
-                       Span<float> out) {
+Status fp16_decompress(const CompressorDesc& desc, const CompressContext&, const WireHeader& header,
+                       Span<const std::uint8_t> body, Span<float> out) {
   return Fp16::decompress(desc, header, body, out);
 }
 
 std::uint64_t bf16_payload_bytes(const CompressorDesc& desc) { return Bf16::payload_bytes(desc); }
-Status bf16_compress(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const float> in, std::vector<std::uint8_t>& payload) {
+Status bf16_compress(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
+                     std::vector<std::uint8_t>& payload) {
   return Bf16::compress(desc, ctx, in, payload);
 }
-Status bf16_decompress(const CompressorDesc& desc, const CompressContext&,
-                       const WireHeader& header, Span<const std::uint8_t> body,
-                       Span<float> out) {
+Status bf16_decompress(const CompressorDesc& desc, const CompressContext&, const WireHeader& header,
+                       Span<const std::uint8_t> body, Span<float> out) {
   return Bf16::decompress(desc, header, body, out);
 }
 

@@ -16,13 +16,12 @@ namespace gradcomp::ref::detail {
 //  - compress: `in` has desc.n finite (or policy-allowed) values; write the whole payload.
 //  - decompress: the header has been checked by the dispatcher (magic, version, kind, n, step,
 //    tensor_id, body length); check every remaining field. `out` is zero-filled, desc.n long.
-#define GRADCOMP_REF_DECLARE(c)                                                             \
-  std::uint64_t c##_payload_bytes(const CompressorDesc& desc);                              \
-  Status c##_compress(const CompressorDesc& desc, const CompressContext& ctx,               \
-                      Span<const float> in, std::vector<std::uint8_t>& payload);            \
-  Status c##_decompress(const CompressorDesc& desc, const CompressContext& ctx,             \
-                        const WireHeader& header, Span<const std::uint8_t> body,            \
-                        Span<float> out);
+#define GRADCOMP_REF_DECLARE(c)                                                  \
+  std::uint64_t c##_payload_bytes(const CompressorDesc& desc);                   \
+  Status c##_compress(const CompressorDesc& desc, const CompressContext& ctx,    \
+                      Span<const float> in, std::vector<std::uint8_t>& payload); \
+  Status c##_decompress(const CompressorDesc& desc, const CompressContext& ctx,  \
+                        const WireHeader& header, Span<const std::uint8_t> body, Span<float> out);
 
 GRADCOMP_REF_DECLARE(identity)
 GRADCOMP_REF_DECLARE(fp16)

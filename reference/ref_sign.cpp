@@ -8,17 +8,16 @@ std::uint64_t sign_payload_bytes(const CompressorDesc& desc) {
   return kHeaderBytes + packed_bytes(desc.n, 1);
 }
 
-Status sign_compress(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const float> in, std::vector<std::uint8_t>& payload) {
+Status sign_compress(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
+                     std::vector<std::uint8_t>& payload) {
   GRADCOMP_TRY(new_payload(desc, ctx, desc.n, 0, packed_bytes(desc.n, 1), payload));
   BitWriter bits(body_of(payload));
   for (std::size_t i = 0; i < in.size(); ++i) bits.put(in[i] < 0.0f ? 1u : 0u, 1);
   return Status::success();
 }
 
-Status sign_decompress(const CompressorDesc& desc, const CompressContext&,
-                       const WireHeader& header, Span<const std::uint8_t> body,
-                       Span<float> out) {
+Status sign_decompress(const CompressorDesc& desc, const CompressContext&, const WireHeader& header,
+                       Span<const std::uint8_t> body, Span<float> out) {
   GRADCOMP_CHECK_PAYLOAD(header.count == desc.n, "count ", header.count, " != n ", desc.n);
   GRADCOMP_CHECK_PAYLOAD(body.size() == packed_bytes(desc.n, 1), "body is ", body.size(),
                          " bytes, expected ", packed_bytes(desc.n, 1), " for ", desc.n, " bits");

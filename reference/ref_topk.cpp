@@ -10,8 +10,8 @@ std::uint64_t topk_payload_bytes(const CompressorDesc& desc) {
   return kHeaderBytes + sparse_body_bytes(k);
 }
 
-Status topk_compress(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const float> in, std::vector<std::uint8_t>& payload) {
+Status topk_compress(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
+                     std::vector<std::uint8_t>& payload) {
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   if (desc.n > 0 && k >= desc.n) return write_dense(desc, ctx, in, payload);
   const std::vector<std::uint32_t> idx = topk_indices(in, k);
@@ -20,9 +20,8 @@ Status topk_compress(const CompressorDesc& desc, const CompressContext& ctx,
   return write_sparse(desc, ctx, idx, values, payload);
 }
 
-Status topk_decompress(const CompressorDesc& desc, const CompressContext&,
-                       const WireHeader& header, Span<const std::uint8_t> body,
-                       Span<float> out) {
+Status topk_decompress(const CompressorDesc& desc, const CompressContext&, const WireHeader& header,
+                       Span<const std::uint8_t> body, Span<float> out) {
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = desc.n > 0 && k >= desc.n;
   GRADCOMP_CHECK_PAYLOAD(((header.flags & kFlagDense) != 0) == dense, "dense flag is ",

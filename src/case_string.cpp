@@ -20,6 +20,14 @@ bool valid_name(std::string_view s) {
   return true;
 }
 
+// Keys may also contain '.', for prefixed sub-options such as "up.density".
+bool valid_key(std::string_view s) {
+  if (s.empty() || s.front() == '.' || s.back() == '.') return false;
+  for (char c : s)
+    if (!is_name_char(c) && c != '.') return false;
+  return true;
+}
+
 }  // namespace
 
 std::string CaseString::to_string() const {
@@ -57,9 +65,9 @@ Result<CaseString> parse_case_string(std::string_view text) {
     }
     const std::string_view key = item.substr(0, eq);
     const std::string_view value = item.substr(eq + 1);
-    if (!valid_name(key)) {
-      return make_status(StatusCode::kInvalidArgument, "bad case string '", text, "': key '",
-                         key, "' must be non-empty [a-z0-9_+-]");
+    if (!valid_key(key)) {
+      return make_status(StatusCode::kInvalidArgument, "bad case string '", text, "': key '", key,
+                         "' must be non-empty [a-z0-9_+-.]");
     }
     if (value.empty()) {
       return make_status(StatusCode::kInvalidArgument, "bad case string '", text,
@@ -67,14 +75,14 @@ Result<CaseString> parse_case_string(std::string_view text) {
     }
     for (char c : value) {
       if (std::isspace(static_cast<unsigned char>(c)) || c == ':' || c == '=') {
-        return make_status(StatusCode::kInvalidArgument, "bad case string '", text,
-                           "': value of '", key, "' contains '", c, "'");
+        return make_status(StatusCode::kInvalidArgument, "bad case string '", text, "': value of '",
+                           key, "' contains '", c, "'");
       }
     }
     for (const auto& kv : cs.options) {
       if (kv.first == key) {
-        return make_status(StatusCode::kInvalidArgument, "bad case string '", text, "': key '",
-                           key, "' given twice");
+        return make_status(StatusCode::kInvalidArgument, "bad case string '", text, "': key '", key,
+                           "' given twice");
       }
     }
     cs.options.emplace_back(std::string(key), std::string(value));

@@ -34,17 +34,16 @@ constexpr KindName kKinds[] = {
     {K::kDgc, "dgc", "DGC sampled-threshold top-k (code-faithful) or exact selection", true},
     {K::kRandK, "randk", "random-k, shared indices (values only) or private (pairs)", false},
     {K::kThreshold, "threshold", "elements with |x| > tau, value+index pairs", true},
-    {K::kGrbs, "grbs", "CSER globally-randomized block of tensor rows/cols (shared RNG)", false},
-    {K::kRbgs, "rbgs", "GMC random block per tensor (URSB wrap-around rule, shared RNG)", false},
+    {K::kGrbs, "grbs", "CSER globally-randomized block of tensor rows/cols (shared RNG)", true},
+    {K::kRbgs, "rbgs", "GMC random block per tensor (URSB wrap-around rule, shared RNG)", true},
     {K::kQsgdTopK, "qsgd_topk", "Qsparse QSGD of the top-k values (Q_s o Top_k)", false},
     {K::kQsgdRandK, "qsgd_randk", "Qsparse QSGD of random-k values (Q_s o Rand_k)", false},
     {K::kSignTopK, "signtopk", "Qsparse SignTop_k: (L1/k) * sgn on the top-k support", false},
     {K::kPowerSgd, "powersgd", "PowerSGD rank-r approximation P Q^T per matrix tensor", false},
 };
 
-const std::initializer_list<K> kSparsifiers = {K::kTopK,     K::kDgc,       K::kRandK,
-                                               K::kRbgs,     K::kQsgdTopK,  K::kQsgdRandK,
-                                               K::kSignTopK};
+const std::initializer_list<K> kSparsifiers = {K::kTopK,     K::kDgc,       K::kRandK,   K::kRbgs,
+                                               K::kQsgdTopK, K::kQsgdRandK, K::kSignTopK};
 
 struct OptionDef {
   std::string key;
@@ -83,8 +82,8 @@ OptionDef enum_option(std::string key, std::string help, std::vector<K> kinds,
         return Status::success();
       }
     }
-    return make_status(StatusCode::kInvalidArgument, "option '", key, "': '", v,
-                       "' is not one of ", choices);
+    return make_status(StatusCode::kInvalidArgument, "option '", key, "': '", v, "' is not one of ",
+                       choices);
   };
   return d;
 }
@@ -190,9 +189,9 @@ const std::vector<OptionDef>& option_table() {
     t.push_back(uint_option("n", "elements of the flattened input", {}, &CompressorDesc::n));
     t.push_back(uint_option("seed", "global seed of the counter RNG", {}, &CompressorDesc::seed));
     {
-      OptionDef d = double_option("density", "fraction of elements kept: k = ceil(density*n)",
-                                  {kSparsifiers.begin(), kSparsifiers.end()},
-                                  &CompressorDesc::density);
+      OptionDef d =
+          double_option("density", "fraction of elements kept: k = ceil(density*n)",
+                        {kSparsifiers.begin(), kSparsifiers.end()}, &CompressorDesc::density);
       d.present = [](const CompressorDesc& c) { return c.k < 0; };
       t.push_back(d);
       OptionDef kd;
@@ -215,8 +214,8 @@ const std::vector<OptionDef>& option_table() {
     }
     static constexpr EnumToken<SignScale> kScale[] = {
         {SignScale::kL1, "l1"}, {SignScale::kL2, "l2"}, {SignScale::kNone, "none"}};
-    t.push_back(enum_option("scale", "block scale: L1 mean, L2/sqrt(d_b), or none",
-                            {K::kBlockSign}, &CompressorDesc::scale, kScale));
+    t.push_back(enum_option("scale", "block scale: L1 mean, L2/sqrt(d_b), or none", {K::kBlockSign},
+                            &CompressorDesc::scale, kScale));
     {
       OptionDef d = uint_option("block", "block size; 0 = one block per tensor segment",
                                 {K::kBlockSign}, &CompressorDesc::block);
@@ -224,10 +223,9 @@ const std::vector<OptionDef>& option_table() {
     }
     t.push_back(uint_option("levels", "quantization levels s >= 1",
                             {K::kQsgd, K::kQsgdTopK, K::kQsgdRandK}, &CompressorDesc::levels));
-    t.push_back(uint_option("bucket", "bucket size; 0 = one bucket per tensor segment",
-                            {K::kQsgd}, &CompressorDesc::bucket));
-    static constexpr EnumToken<QsgdNorm> kNorm[] = {{QsgdNorm::kL2, "l2"},
-                                                    {QsgdNorm::kMax, "max"}};
+    t.push_back(uint_option("bucket", "bucket size; 0 = one bucket per tensor segment", {K::kQsgd},
+                            &CompressorDesc::bucket));
+    static constexpr EnumToken<QsgdNorm> kNorm[] = {{QsgdNorm::kL2, "l2"}, {QsgdNorm::kMax, "max"}};
     t.push_back(enum_option("norm", "bucket norm", {K::kQsgd, K::kQsgdTopK, K::kQsgdRandK},
                             &CompressorDesc::norm, kNorm));
     t.push_back(bool_option("scaled", "multiply by 1/(1+beta_{k,s}), beta = min(k/s^2, sqrt(k)/s)",
@@ -244,16 +242,16 @@ const std::vector<OptionDef>& option_table() {
                             {K::kRandK, K::kQsgdRandK}, &CompressorDesc::indices, kIdx));
     static constexpr EnumToken<RandKScale> kRks[] = {{RandKScale::kNone, "none"},
                                                      {RandKScale::kUnbiased, "unbiased"}};
-    t.push_back(enum_option("rescale", "multiply kept values by n/k to be unbiased",
-                            {K::kRandK}, &CompressorDesc::randk_scale, kRks));
+    t.push_back(enum_option("rescale", "multiply kept values by n/k to be unbiased", {K::kRandK},
+                            &CompressorDesc::randk_scale, kRks));
     t.push_back(double_option("sample_ratio", "fraction of elements sampled for the threshold",
                               {K::kDgc}, &CompressorDesc::sample_ratio));
     static constexpr EnumToken<DgcSelection> kSel[] = {{DgcSelection::kCode, "code"},
                                                        {DgcSelection::kExact, "exact"}};
     t.push_back(enum_option("selection", "sampled threshold as in the DGC code, or exact top-k",
                             {K::kDgc}, &CompressorDesc::selection, kSel));
-    t.push_back(double_option("tau", "threshold: keep |x| > tau", {K::kThreshold},
-                              &CompressorDesc::tau));
+    t.push_back(
+        double_option("tau", "threshold: keep |x| > tau", {K::kThreshold}, &CompressorDesc::tau));
     t.push_back(double_option("rho_layer", "probability that a tensor is selected", {K::kGrbs},
                               &CompressorDesc::rho_layer));
     t.push_back(double_option("rho0", "fraction of axis-0 rows in the block", {K::kGrbs},
@@ -268,8 +266,8 @@ const std::vector<OptionDef>& option_table() {
                                                       {RbgsAlign::kPartition, "partition"}};
     t.push_back(enum_option("align", "block at any offset with wrap-around, or aligned partition",
                             {K::kRbgs}, &CompressorDesc::align, kAlign));
-    t.push_back(uint_option("rank", "approximation rank r >= 1", {K::kPowerSgd},
-                            &CompressorDesc::rank));
+    t.push_back(
+        uint_option("rank", "approximation rank r >= 1", {K::kPowerSgd}, &CompressorDesc::rank));
     t.push_back(bool_option("warm_start", "reuse the previous Q", {K::kPowerSgd},
                             &CompressorDesc::warm_start));
     t.push_back(double_option("eps", "added to column norms in Gram-Schmidt", {K::kPowerSgd},
@@ -283,9 +281,8 @@ const std::vector<OptionDef>& option_table() {
       d.parse = parse_shapes;
       t.push_back(d);
     }
-    static constexpr EnumToken<NonfinitePolicy> kNf[] = {{NonfinitePolicy::kError, "error"},
-                                                         {NonfinitePolicy::kPropagate,
-                                                          "propagate"}};
+    static constexpr EnumToken<NonfinitePolicy> kNf[] = {
+        {NonfinitePolicy::kError, "error"}, {NonfinitePolicy::kPropagate, "propagate"}};
     t.push_back(enum_option("nonfinite", "NaN/Inf in the input: reject or pass through", {},
                             &CompressorDesc::nonfinite, kNf));
     return t;
@@ -403,10 +400,8 @@ Status validate(const CompressorDesc& d) {
                      ": sample_ratio must be in (0, 1], got ", d.sample_ratio);
   GRADCOMP_CHECK_ARG(d.rho_layer >= 0.0 && d.rho_layer <= 1.0, name,
                      ": rho_layer must be in [0, 1], got ", d.rho_layer);
-  GRADCOMP_CHECK_ARG(d.rho0 > 0.0 && d.rho0 <= 1.0, name, ": rho0 must be in (0, 1], got ",
-                     d.rho0);
-  GRADCOMP_CHECK_ARG(d.rho1 > 0.0 && d.rho1 <= 1.0, name, ": rho1 must be in (0, 1], got ",
-                     d.rho1);
+  GRADCOMP_CHECK_ARG(d.rho0 > 0.0 && d.rho0 <= 1.0, name, ": rho0 must be in (0, 1], got ", d.rho0);
+  GRADCOMP_CHECK_ARG(d.rho1 > 0.0 && d.rho1 <= 1.0, name, ": rho1 must be in (0, 1], got ", d.rho1);
   GRADCOMP_CHECK_ARG(d.rank >= 1, name, ": rank must be >= 1, got ", d.rank);
   GRADCOMP_CHECK_ARG(d.eps >= 0.0, name, ": eps must be >= 0, got ", d.eps);
   return Status::success();

@@ -2,7 +2,8 @@
 //
 //     case   := name [ ':' option { ',' option } ]
 //     option := key '=' value
-//     name, key := [a-z0-9_+-]+        value := any characters except ',' and whitespace
+//     name := [a-z0-9_+-]+   key := [a-z0-9_+-.]+   value := any characters except ',', ':',
+//                                                     '=' and whitespace
 //
 // Examples: "topk:density=0.001,n=1048579,seed=7", "blocksign:block=256,scale=l2".
 // Keys may not repeat. The same string names a validation case, a benchmark and a report row.

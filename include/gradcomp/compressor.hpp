@@ -25,16 +25,16 @@ enum class CompressorKind : std::uint8_t {
   kBlockSign = 5,  // blockwise scaled sign (EF-SignSGD, dist-EF-blockSGD)
   kQsgd = 6,
   kTernGrad = 7,
-  kTopK = 8,       // exact top-k, ties: larger |x| first, then lower index
-  kDgc = 9,        // DGC sampled-threshold top-k (§5.4.1), or exact selection
-  kRandK = 10,     // random-k, shared or private indices
-  kThreshold = 11, // |x| > tau
-  kGrbs = 12,      // CSER globally-randomized blockwise sparsifier (tensor axes)
-  kRbgs = 13,      // GMC random block (Xu & Huang URSB rule by default)
-  kQsgdTopK = 14,  // Qsparse Q_s o Top_k
-  kQsgdRandK = 15, // Qsparse Q_s o Rand_k
-  kSignTopK = 16,  // Qsparse SignTop_k
-  kPowerSgd = 17,  // rank-r power iteration, single-worker view
+  kTopK = 8,        // exact top-k, ties: larger |x| first, then lower index
+  kDgc = 9,         // DGC sampled-threshold top-k (§5.4.1), or exact selection
+  kRandK = 10,      // random-k, shared or private indices
+  kThreshold = 11,  // |x| > tau
+  kGrbs = 12,       // CSER globally-randomized blockwise sparsifier (tensor axes)
+  kRbgs = 13,       // GMC random block (Xu & Huang URSB rule by default)
+  kQsgdTopK = 14,   // Qsparse Q_s o Top_k
+  kQsgdRandK = 15,  // Qsparse Q_s o Rand_k
+  kSignTopK = 16,   // Qsparse SignTop_k
+  kPowerSgd = 17,   // rank-r power iteration, single-worker view
 };
 
 enum class NonfinitePolicy : std::uint8_t { kError, kPropagate };
@@ -51,8 +51,8 @@ struct CompressorDesc {
   CompressorKind kind = CompressorKind::kIdentity;
 
   // Common to every compressor.
-  std::uint64_t n = 0;       // elements of the flattened input
-  std::uint64_t seed = 0;    // global seed of the counter RNG (part of every stream key)
+  std::uint64_t n = 0;     // elements of the flattened input
+  std::uint64_t seed = 0;  // global seed of the counter RNG (part of every stream key)
   NonfinitePolicy nonfinite = NonfinitePolicy::kError;
   // Tensor layout of the flattened input: one shape per tensor segment, C order. Empty means
   // one 1-D tensor of n elements. Used by block=tensor, terngrad, grbs, rbgs and powersgd.
@@ -67,10 +67,10 @@ struct CompressorDesc {
   std::uint64_t block = 0;  // fixed block size; 0 = one block per tensor segment
 
   // qsgd and the Qsparse compositions
-  std::uint32_t levels = 1;      // s >= 1
-  std::uint64_t bucket = 512;    // qsgd bucket size; 0 = one bucket per tensor segment
+  std::uint32_t levels = 1;    // s >= 1
+  std::uint64_t bucket = 512;  // qsgd bucket size; 0 = one bucket per tensor segment
   QsgdNorm norm = QsgdNorm::kL2;
-  bool scaled = false;           // qsgd_topk/qsgd_randk: multiply by 1/(1 + beta_{k,s})
+  bool scaled = false;  // qsgd_topk/qsgd_randk: multiply by 1/(1 + beta_{k,s})
 
   // terngrad
   double clip = 2.5;  // clip factor c (0 disables clipping)

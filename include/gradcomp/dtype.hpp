@@ -74,7 +74,7 @@ GRADCOMP_HOST_DEVICE inline std::uint16_t float_to_f16_bits(float f) {
   const std::uint32_t x = float_bits(f);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);  // NaN
+  if (ax > 0x7f800000u) return static_cast<std::uint16_t>(sign | 0x7e00u);   // NaN
   if (ax >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // >= 65520: Inf
   if (ax >= 0x38800000u) {  // result is a normal half (|f| >= 2^-14)
     const std::uint32_t odd = (ax >> 13) & 1u;

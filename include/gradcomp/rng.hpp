@@ -81,8 +81,8 @@ class RngStream {
 
   // Four raw 32-bit words for (element, draw).
   GRADCOMP_HOST_DEVICE Philox4x32 words(std::uint64_t element, std::uint32_t draw = 0) const {
-    const Philox4x32 c{{static_cast<std::uint32_t>(element),
-                        static_cast<std::uint32_t>(element >> 32), draw, 0u}};
+    const Philox4x32 c{
+        {static_cast<std::uint32_t>(element), static_cast<std::uint32_t>(element >> 32), draw, 0u}};
     return philox4x32_10(c, key_);
   }
 

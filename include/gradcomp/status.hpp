@@ -103,22 +103,22 @@ Status make_status(StatusCode code, const Args&... args) {
 }  // namespace gradcomp
 
 // Propagate a non-success Status to the caller.
-#define GRADCOMP_TRY(expr)                        \
-  do {                                            \
-    ::gradcomp::Status gradcomp_try_s_ = (expr);  \
+#define GRADCOMP_TRY(expr)                             \
+  do {                                                 \
+    ::gradcomp::Status gradcomp_try_s_ = (expr);       \
     if (!gradcomp_try_s_.ok()) return gradcomp_try_s_; \
   } while (0)
 
 // Return kInvalidArgument with a message built from the remaining arguments.
-#define GRADCOMP_CHECK_ARG(cond, ...)                                                       \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
+#define GRADCOMP_CHECK_ARG(cond, ...)                                                        \
+  do {                                                                                       \
+    if (!(cond))                                                                             \
       return ::gradcomp::make_status(::gradcomp::StatusCode::kInvalidArgument, __VA_ARGS__); \
   } while (0)
 
 // Return kCorruptPayload with a message built from the remaining arguments.
-#define GRADCOMP_CHECK_PAYLOAD(cond, ...)                                                  \
-  do {                                                                                     \
-    if (!(cond))                                                                           \
+#define GRADCOMP_CHECK_PAYLOAD(cond, ...)                                                   \
+  do {                                                                                      \
+    if (!(cond))                                                                            \
       return ::gradcomp::make_status(::gradcomp::StatusCode::kCorruptPayload, __VA_ARGS__); \
   } while (0)

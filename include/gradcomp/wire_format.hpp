@@ -106,26 +106,25 @@ inline Status read_header(Span<const std::uint8_t> payload, CompressorKind expec
   h.tensor_id = load_u32(p + 20);
   h.count = load_u32(p + 24);
   h.body_bytes = load_u32(p + 28);
-  GRADCOMP_CHECK_PAYLOAD(h.magic == kWireMagic, "bad magic 0x", std::hex, h.magic,
-                         " (expected 0x", kWireMagic, "): not a gradcomp payload");
+  GRADCOMP_CHECK_PAYLOAD(h.magic == kWireMagic, "bad magic 0x", std::hex, h.magic, " (expected 0x",
+                         kWireMagic, "): not a gradcomp payload");
   GRADCOMP_CHECK_PAYLOAD(h.version == kWireVersion, "unsupported wire version ", h.version,
                          " (this build reads version ", kWireVersion, ")");
-  GRADCOMP_CHECK_PAYLOAD(h.compressor == static_cast<std::uint8_t>(expected_kind),
-                         "compressor id ", int(h.compressor), " in header, expected ",
+  GRADCOMP_CHECK_PAYLOAD(h.compressor == static_cast<std::uint8_t>(expected_kind), "compressor id ",
+                         int(h.compressor), " in header, expected ",
                          int(static_cast<std::uint8_t>(expected_kind)), " (",
                          compressor_name(expected_kind), ")");
   GRADCOMP_CHECK_PAYLOAD((h.flags & ~kFlagDense) == 0, "unknown flag bits 0x", std::hex,
                          int(h.flags), " in header");
-  GRADCOMP_CHECK_PAYLOAD(h.n == expected_n, "header says n = ", h.n, ", expected n = ",
-                         expected_n);
+  GRADCOMP_CHECK_PAYLOAD(h.n == expected_n, "header says n = ", h.n, ", expected n = ", expected_n);
   GRADCOMP_CHECK_PAYLOAD(h.step == expected_step, "header step ", h.step,
                          " does not match this call's step ", expected_step,
                          " (desynchronised ranks?)");
   GRADCOMP_CHECK_PAYLOAD(h.tensor_id == expected_tensor_id, "header tensor_id ", h.tensor_id,
                          " does not match this call's tensor_id ", expected_tensor_id);
   GRADCOMP_CHECK_PAYLOAD(payload.size() - kHeaderBytes == h.body_bytes, "payload body is ",
-                         payload.size() - kHeaderBytes, " bytes but the header says ",
-                         h.body_bytes, " (truncated or padded payload)");
+                         payload.size() - kHeaderBytes, " bytes but the header says ", h.body_bytes,
+                         " (truncated or padded payload)");
   *out = h;
   return Status::success();
 }

@@ -52,8 +52,8 @@ TEST(CaseStrings, ParsePrintRoundTripForEveryCompressor) {
     auto again = parse_compressor(d.to_string());
     ASSERT_TRUE(again.ok()) << text << " -> " << d.to_string();
     EXPECT_EQ(again.value(), d) << text << " -> " << d.to_string();
-    EXPECT_NE(d, desc_or_die(std::string(compressor_name(d.kind)) + ":n=" +
-                             std::to_string(d.n) + ",seed=1234"))
+    EXPECT_NE(d, desc_or_die(std::string(compressor_name(d.kind)) + ":n=" + std::to_string(d.n) +
+                             ",seed=1234"))
         << text;
   }
 }
@@ -64,8 +64,7 @@ TEST(CaseStrings, OptionsChangeThePrintedString) {
     for (const auto& opt : info.options) {
       if (opt.key == "k" || opt.key == "density") continue;  // exclusive pair, tested below
       const auto base = desc_or_die(info.name + ":n=64");
-      EXPECT_NE(base.to_string().find("," + opt.key + "=" + opt.default_value),
-                std::string::npos)
+      EXPECT_NE(base.to_string().find("," + opt.key + "=" + opt.default_value), std::string::npos)
           << info.name << " does not print " << opt.key << "=" << opt.default_value << " in "
           << base.to_string();
     }
@@ -148,8 +147,7 @@ TEST_P(EveryCompressor, PayloadSizeContractAndDeterminism) {
     // A payload made for another step or tensor is refused (desynchronised ranks).
     ref::CompressContext other = ctx;
     other.step = 6;
-    EXPECT_EQ(ref::decompress(d, other, p1, Span<float>(out)).code(),
-              StatusCode::kCorruptPayload);
+    EXPECT_EQ(ref::decompress(d, other, p1, Span<float>(out)).code(), StatusCode::kCorruptPayload);
   }
 }
 
@@ -182,7 +180,10 @@ TEST_P(EveryCompressor, NonFiniteInputIsRejectedByDefault) {
     EXPECT_EQ(p, std::vector<std::uint8_t>{42}) << "payload must be untouched on error";
     // With nonfinite=propagate the call goes through (what comes out is the caller's problem).
     const auto dp = desc_or_die(name + ":n=40,nonfinite=propagate");
-    EXPECT_TRUE(ref::compress(dp, {}, v, p).ok()) << dp.to_string();
+    ASSERT_TRUE(ref::compress(dp, {}, v, p).ok()) << dp.to_string();
+    std::vector<float> out(40);
+    EXPECT_TRUE(ref::decompress(dp, {}, p, Span<float>(out)).ok())
+        << dp.to_string() << ": a payload made under nonfinite=propagate must decode";
   }
 }
 

@@ -177,7 +177,9 @@ TEST(TopK, KeepsTheLargestAndContracts) {
     // ||v - C(v)||^2 <= (1 - k/n) ||v||^2
     std::vector<float> r(n);
     for (std::uint64_t i = 0; i < n; ++i) r[i] = v[i] - out[i];
-    EXPECT_LE(test::sum_sq(r), (1.0 - static_cast<double>(k) / static_cast<double>(n)) * test::sum_sq(v) * (1 + 1e-12)) << n;
+    EXPECT_LE(test::sum_sq(r), (1.0 - static_cast<double>(k) / static_cast<double>(n)) *
+                                   test::sum_sq(v) * (1 + 1e-12))
+        << n;
   }
 }
 
@@ -207,6 +209,22 @@ TEST(TopK, RejectsCorruptIndices) {
   q = p;
   store_u32(q.data() + 24, 2);  // count
   bad(q, "count");
+}
+
+TEST(Dispatcher, DecodedNonFiniteValuesAreCorruptUnderTheErrorPolicy) {
+  // An identity payload carrying a NaN bit pattern: rejected under nonfinite=error, passed
+  // through under nonfinite=propagate.
+  const auto d = desc_or_die("identity:n=2");
+  auto p = compress_ok(d, {1.0f, 2.0f});
+  store_u32(p.data() + 32 + 4, 0x7fc00000u);
+  std::vector<float> out(2, 5.0f);
+  Status s = ref::decompress(d, {}, p, Span<float>(out));
+  EXPECT_EQ(s.code(), StatusCode::kCorruptPayload);
+  EXPECT_NE(s.message().find("decoded element [1]"), std::string::npos) << s.message();
+  EXPECT_EQ(out, (std::vector<float>{5.0f, 5.0f}));
+  const auto dp = desc_or_die("identity:n=2,nonfinite=propagate");
+  ASSERT_TRUE(ref::decompress(dp, {}, p, Span<float>(out)).ok());
+  EXPECT_TRUE(std::isnan(out[1]));
 }
 
 TEST(Dispatcher, RejectsSizeMismatchAndKeepsOutputs) {

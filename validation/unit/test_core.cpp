@@ -92,8 +92,7 @@ TEST(Philox, NormalHasUnitVariance) {
 }
 
 TEST(Philox, MulHi64MatchesWideMultiply) {
-  const std::uint64_t vals[] = {0, 1, 2, 0xffffffffu, 0x100000000ull, 0xdeadbeefcafebabeull,
-                                ~0ull};
+  const std::uint64_t vals[] = {0, 1, 2, 0xffffffffu, 0x100000000ull, 0xdeadbeefcafebabeull, ~0ull};
   for (auto a : vals) {
     for (auto b : vals) {
       __extension__ typedef unsigned __int128 u128;  // the wide multiply the test compares against
@@ -219,10 +218,10 @@ TEST(SpanTest, ViewsAndSubspans) {
 TEST(WireFormat, BitPackingIsLsbFirstInLittleEndianWords) {
   std::vector<std::uint8_t> buf(8, 0);
   BitWriter w(buf.data());
-  w.put(1, 1);        // bit 0
-  w.put(0, 30);       // bits 1..30
-  w.put(1, 1);        // bit 31: top bit of word 0 = byte 3 bit 7
-  w.put(0x5, 3);      // bits 32..34 = 1,0,1
+  w.put(1, 1);    // bit 0
+  w.put(0, 30);   // bits 1..30
+  w.put(1, 1);    // bit 31: top bit of word 0 = byte 3 bit 7
+  w.put(0x5, 3);  // bits 32..34 = 1,0,1
   EXPECT_EQ(load_u32(buf.data()), 0x80000001u);
   EXPECT_EQ(load_u32(buf.data() + 4), 0x5u);
   BitReader r(buf.data());
@@ -273,8 +272,7 @@ TEST(WireFormat, HeaderChecksEveryField) {
   q[7] = 0x80;
   EXPECT_NE(expect_reject(q, CompressorKind::kSign, 40, 3, 9, "flags").find("flag"),
             std::string::npos);
-  EXPECT_NE(expect_reject(p, CompressorKind::kSign, 41, 3, 9, "n").find("n ="),
-            std::string::npos);
+  EXPECT_NE(expect_reject(p, CompressorKind::kSign, 41, 3, 9, "n").find("n ="), std::string::npos);
   EXPECT_NE(expect_reject(p, CompressorKind::kSign, 40, 4, 9, "step").find("step"),
             std::string::npos);
   EXPECT_NE(expect_reject(p, CompressorKind::kSign, 40, 3, 8, "tensor").find("tensor_id"),

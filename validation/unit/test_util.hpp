@@ -65,8 +65,8 @@ inline void expect_truncations_rejected(const CompressorDesc& d,
   // All short lengths near the ends, and a sample in the middle, keep this fast for big n.
   for (std::size_t len = 0; len < payload.size(); ++len) {
     if (len > 64 && len + 64 < payload.size() && len % 997 != 0) continue;
-    Status s = ref::decompress(d, ctx, Span<const std::uint8_t>(payload.data(), len),
-                               Span<float>(out));
+    Status s =
+        ref::decompress(d, ctx, Span<const std::uint8_t>(payload.data(), len), Span<float>(out));
     EXPECT_EQ(s.code(), StatusCode::kCorruptPayload)
         << d.to_string() << " truncated to " << len << " of " << payload.size() << " bytes";
   }
