@@ -33,18 +33,34 @@ Status powersgd_initial_q(std::uint64_t seed, std::uint32_t step, std::uint32_t 
   return Status::success();
 }
 
+namespace {
+
+// out (rows x cols, row major) = A B, where A(i, k) = a[i * a_row + k * a_inner] and
+// B(k, j) = b[k * b_inner + j * b_col]: each entry accumulated in double over k = 0 .. inner-1
+// in increasing order, then rounded once to f32. The three products of the power iteration are
+// this loop with different strides.
+void strided_product(const float* a, std::uint64_t a_row, std::uint64_t a_inner, const float* b,
+                     std::uint64_t b_inner, std::uint64_t b_col, std::uint64_t rows,
+                     std::uint64_t cols, std::uint64_t inner, float* out) {
+  for (std::uint64_t i = 0; i < rows; ++i)
+    for (std::uint64_t j = 0; j < cols; ++j) {
+      double acc = 0.0;
+      for (std::uint64_t k = 0; k < inner; ++k)
+        acc += static_cast<double>(a[i * a_row + k * a_inner]) *
+               static_cast<double>(b[k * b_inner + j * b_col]);
+      out[i * cols + j] = static_cast<float>(acc);
+    }
+}
+
+}  // namespace
+
 Status matmul_mq(Span<const float> mat, std::uint64_t n, std::uint64_t m, Span<const float> q,
                  std::uint64_t r, Span<float> p) {
   GRADCOMP_CHECK_ARG(mat.size() == n * m && q.size() == m * r && p.size() == n * r,
                      "powersgd: M Q with M of ", mat.size(), " (", n, " x ", m, "), Q of ",
                      q.size(), " (", m, " x ", r, "), P of ", p.size(), " (", n, " x ", r, ")");
-  for (std::uint64_t i = 0; i < n; ++i)
-    for (std::uint64_t c = 0; c < r; ++c) {
-      double acc = 0.0;
-      for (std::uint64_t j = 0; j < m; ++j)
-        acc += static_cast<double>(mat[i * m + j]) * static_cast<double>(q[j * r + c]);
-      p[i * r + c] = static_cast<float>(acc);
-    }
+  // P(i, c) = sum_j M(i, j) Q(j, c).
+  strided_product(mat.data(), m, 1, q.data(), r, 1, n, r, m, p.data());
   return Status::success();
 }
 
@@ -53,13 +69,8 @@ Status matmul_mtp(Span<const float> mat, std::uint64_t n, std::uint64_t m, Span<
   GRADCOMP_CHECK_ARG(mat.size() == n * m && p.size() == n * r && q.size() == m * r,
                      "powersgd: M^T P with M of ", mat.size(), " (", n, " x ", m, "), P of ",
                      p.size(), " (", n, " x ", r, "), Q of ", q.size(), " (", m, " x ", r, ")");
-  for (std::uint64_t j = 0; j < m; ++j)
-    for (std::uint64_t c = 0; c < r; ++c) {
-      double acc = 0.0;
-      for (std::uint64_t i = 0; i < n; ++i)
-        acc += static_cast<double>(mat[i * m + j]) * static_cast<double>(p[i * r + c]);
-      q[j * r + c] = static_cast<float>(acc);
-    }
+  // Q(j, c) = sum_i M(i, j) P(i, c).
+  strided_product(mat.data(), 1, m, p.data(), r, 1, m, r, n, q.data());
   return Status::success();
 }
 
@@ -69,13 +80,8 @@ Status matmul_pqt(Span<const float> p, std::uint64_t n, Span<const float> q, std
                      "powersgd: P Q^T with P of ", p.size(), " (", n, " x ", r, "), Q of ",
                      q.size(), " (", m, " x ", r, "), output of ", out.size(), " (", n, " x ", m,
                      ")");
-  for (std::uint64_t i = 0; i < n; ++i)
-    for (std::uint64_t j = 0; j < m; ++j) {
-      double acc = 0.0;
-      for (std::uint64_t c = 0; c < r; ++c)
-        acc += static_cast<double>(p[i * r + c]) * static_cast<double>(q[j * r + c]);
-      out[i * m + j] = static_cast<float>(acc);
-    }
+  // out(i, j) = sum_c P(i, c) Q(j, c).
+  strided_product(p.data(), r, 1, q.data(), 1, r, n, m, r, out.data());
   return Status::success();
 }
 

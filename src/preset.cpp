@@ -642,6 +642,7 @@ Result<PipelineConfig> resolve_preset(const PresetDesc& preset, std::uint64_t n,
       c.momentum = d("momentum");
       c.momentum_form = MomentumForm::kNesterov;
       c.momentum_placement = MomentumPlacement::kPost;
+      c.nesterov_adds_buffer = true;
       c.weight_decay = d("wd");
       c.weight_decay_form = c.weight_decay > 0 ? WeightDecayForm::kPlain : WeightDecayForm::kNone;
       break;

@@ -5,13 +5,17 @@
 //   gradcomp decompress CASE --payload p.bin --output d.npy
 //   gradcomp roundtrip CASE --input g.npy [--output d.npy] [--json]
 //   gradcomp survey [--n N] [--seed S] [--json | --markdown]
+//   gradcomp presets [NAME]
+//   gradcomp simulate PRESET [--workers P] [--objective ls|logistic|mlp] [--split iid|noniid]
+//                            [--steps T] [--lr X] ... [--json FILE]
 //
 // Exit codes: 0 success, 1 a gradcomp error ("gradcomp: <status>" on stderr), 2 a usage error.
-// Everything runs on the reference (oracle) compressors.
+// Everything runs on the reference (oracle) compressors and optimizers.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -21,7 +25,9 @@
 
 #include "gradcomp/case_string.hpp"
 #include "gradcomp/compressor.hpp"
+#include "gradcomp/preset.hpp"
 #include "gradcomp/ref/compress.hpp"
+#include "gradcomp/ref/simulator.hpp"
 #include "gradcomp/rng.hpp"
 #include "gradcomp/wire_format.hpp"
 #include "npy.hpp"
@@ -54,6 +60,8 @@ const char kMainUsage[] =
     "  decompress CASE    decompress a payload file into an .npy file\n"
     "  roundtrip CASE     compress + decompress; print payload bytes, ratio and errors\n"
     "  survey             every compressor with default options on N(0,1) data\n"
+    "  presets [NAME]     every optimizer preset (or NAME) with its options and defaults\n"
+    "  simulate PRESET    run a preset with P simulated workers on a synthetic objective\n"
     "  help [COMMAND]     this text, or a command's usage\n"
     "\n"
     "CASE is a compressor case string such as 'topk:density=0.01' (see 'gradcomp list').\n"
@@ -138,13 +146,52 @@ std::string usage_of(const std::string& cmd) {
            "  --json             print one JSON object instead of a table\n"
            "  --markdown         print a Markdown table\n";
   }
+  if (cmd == "presets") {
+    return "usage: gradcomp presets [NAME]\n"
+           "\n"
+           "Prints every optimizer preset's name, summary and options (key, default, help).\n"
+           "Compressor slots (up, down, c1, c2) take sub-options as SLOT.KEY=VALUE, e.g.\n"
+           "'gmc:up=topk,up.density=0.05'. With NAME, only that preset.\n";
+  }
+  if (cmd == "simulate") {
+    return "usage: gradcomp simulate PRESET [options]\n"
+           "\n"
+           "Runs PRESET (a case string, see 'gradcomp presets') with P workers in one process on\n"
+           "synthetic data generated from the seed (docs/simulator.md) and prints the loss per\n"
+           "step, the parameter checksum (FNV-1a 64 of the evaluation model) and the bytes each\n"
+           "worker sent and received.\n"
+           "\n"
+           "options:\n"
+           "  --workers P            simulated workers (default 4)\n"
+           "  --objective O          ls | logistic | mlp (default ls)\n"
+           "  --split S              iid | noniid (default iid)\n"
+           "  --skew X               non-IID: share of a shard from its own labels (default 0.8)\n"
+           "  --features D           input dimension (default 16)\n"
+           "  --outputs K            regression outputs / classes (default 4)\n"
+           "  --hidden H             MLP hidden units (default 8)\n"
+           "  --samples-per-worker N samples per worker (default 64)\n"
+           "  --samples N            total samples, the same for every P (default: per worker x "
+           "P)\n"
+           "  --batch B              minibatch per worker; 0 = whole shard (default 0)\n"
+           "  --noise X              least squares target noise std (default 0)\n"
+           "  --steps T              steps (default 100)\n"
+           "  --steps-per-epoch E    epoch = step / E (DGC warm-up; default 10)\n"
+           "  --lr X                 learning rate (default 0.05)\n"
+           "  --lr-decay X           factor at each milestone (default 0.1)\n"
+           "  --milestones M1,M2     steps at which the lr decays (default none)\n"
+           "  --seed S               seed of the data, x0 and minibatches (default 1)\n"
+           "  --params               record the parameters of every step in the JSON\n"
+           "  --json FILE            write the trajectory as one JSON object ('-' = stdout)\n"
+           "  --quiet                no per-step table\n";
+  }
   if (cmd == "help") {
     return "usage: gradcomp help [COMMAND]\n";
   }
   return kMainUsage;
 }
 
-const char* const kCommands[] = {"list", "compress", "decompress", "roundtrip", "survey", "help"};
+const char* const kCommands[] = {"list",   "compress", "decompress", "roundtrip",
+                                 "survey", "presets",  "simulate",   "help"};
 
 bool is_command(const std::string& s) {
   for (const char* c : kCommands)
@@ -815,6 +862,179 @@ int cmd_survey(const std::vector<std::string>& argv) {
   return kExitOk;
 }
 
+// ---- presets / simulate ------------------------------------------------------------------------
+
+int cmd_presets(const std::vector<std::string>& argv) {
+  Args args;
+  if (!parse_args("presets", argv, FlagSpec{}, &args)) return kExitUsage;
+  if (args.help) {
+    std::cout << usage_of("presets");
+    return kExitOk;
+  }
+  if (args.positional.size() > 1) return usage_error("presets", "too many arguments");
+  const auto& catalog = gradcomp::preset_catalog();
+  if (args.positional.size() == 1) {
+    auto p = gradcomp::parse_preset(args.positional[0]);
+    if (!p.ok()) return fail(p.status());
+  }
+  bool first = true;
+  for (const auto& info : catalog) {
+    if (!args.positional.empty() && info.name != args.positional[0]) continue;
+    if (!first) std::cout << "\n";
+    first = false;
+    std::cout << info.name << ": " << info.summary << "\n";
+    print_options(info.options);
+  }
+  return kExitOk;
+}
+
+// --flag VALUE as a double in [lo, hi]; false (after the usage message) when malformed.
+bool parse_double_flag(const std::string& cmd, const Args& args, const std::string& flag, double lo,
+                       double hi, double* out) {
+  auto it = args.values.find(flag);
+  if (it == args.values.end()) return true;
+  auto r = gradcomp::parse_double(flag, it->second);
+  if (!r.ok() || !(r.value() >= lo && r.value() <= hi)) {
+    std::cerr << "gradcomp " << cmd << ": " << flag << " must be a number in [" << lo << ", " << hi
+              << "], got '" << it->second << "'\n\n"
+              << usage_of(cmd);
+    return false;
+  }
+  *out = r.value();
+  return true;
+}
+
+bool parse_u32_flag(const std::string& cmd, const Args& args, const std::string& flag,
+                    std::uint32_t* out) {
+  std::uint64_t v = *out;
+  if (!parse_u64_flag(cmd, args, flag, 0xFFFFFFFFu, &v)) return false;
+  *out = static_cast<std::uint32_t>(v);
+  return true;
+}
+
+int cmd_simulate(const std::vector<std::string>& argv) {
+  const std::string cmd = "simulate";
+  Args args;
+  const FlagSpec spec{
+      {"--workers", "--objective", "--split", "--skew", "--features", "--outputs", "--hidden",
+       "--samples-per-worker", "--samples", "--batch", "--noise", "--steps", "--steps-per-epoch",
+       "--lr", "--lr-decay", "--milestones", "--seed", "--json"},
+      {"--params", "--quiet"}};
+  if (!parse_args(cmd, argv, spec, &args)) return kExitUsage;
+  if (args.help) {
+    std::cout << usage_of(cmd);
+    return kExitOk;
+  }
+  if (args.positional.empty()) return usage_error(cmd, "missing PRESET");
+  if (args.positional.size() > 1)
+    return usage_error(cmd, "unexpected argument " + args.positional[1]);
+  gradcomp::ref::SimulatorConfig cfg;
+  cfg.preset = args.positional[0];
+  if (!parse_u32_flag(cmd, args, "--workers", &cfg.workers) ||
+      !parse_u32_flag(cmd, args, "--features", &cfg.features) ||
+      !parse_u32_flag(cmd, args, "--outputs", &cfg.outputs) ||
+      !parse_u32_flag(cmd, args, "--hidden", &cfg.hidden) ||
+      !parse_u32_flag(cmd, args, "--samples-per-worker", &cfg.samples_per_worker) ||
+      !parse_u32_flag(cmd, args, "--samples", &cfg.samples) ||
+      !parse_u32_flag(cmd, args, "--batch", &cfg.batch) ||
+      !parse_u32_flag(cmd, args, "--steps", &cfg.steps) ||
+      !parse_u32_flag(cmd, args, "--steps-per-epoch", &cfg.steps_per_epoch) ||
+      !parse_u64_flag(cmd, args, "--seed", ~std::uint64_t{0}, &cfg.seed) ||
+      !parse_double_flag(cmd, args, "--skew", 0.0, 1.0, &cfg.skew) ||
+      !parse_double_flag(cmd, args, "--noise", 0.0, 1e300, &cfg.noise) ||
+      !parse_double_flag(cmd, args, "--lr", 0.0, 1e300, &cfg.lr) ||
+      !parse_double_flag(cmd, args, "--lr-decay", 0.0, 1e300, &cfg.lr_decay)) {
+    return kExitUsage;
+  }
+  if (args.values.count("--objective")) {
+    const std::string& o = args.values["--objective"];
+    if (o == "ls") {
+      cfg.objective = gradcomp::ref::ObjectiveKind::kLeastSquares;
+    } else if (o == "logistic") {
+      cfg.objective = gradcomp::ref::ObjectiveKind::kLogistic;
+    } else if (o == "mlp") {
+      cfg.objective = gradcomp::ref::ObjectiveKind::kMlp;
+    } else {
+      return usage_error(cmd, "--objective must be ls, logistic or mlp, got '" + o + "'");
+    }
+  }
+  if (args.values.count("--split")) {
+    const std::string& sp = args.values["--split"];
+    if (sp != "iid" && sp != "noniid")
+      return usage_error(cmd, "--split must be iid or noniid, got '" + sp + "'");
+    cfg.split = sp == "iid" ? gradcomp::ref::DataSplit::kIid : gradcomp::ref::DataSplit::kNonIid;
+  }
+  if (args.values.count("--milestones")) {
+    const std::string& m = args.values["--milestones"];
+    std::size_t start = 0;
+    while (start <= m.size()) {
+      const std::size_t comma = std::min(m.find(',', start), m.size());
+      auto v = gradcomp::parse_uint("--milestones", m.substr(start, comma - start));
+      if (!v.ok() || v.value() > 0xFFFFFFFFu)
+        return usage_error(
+            cmd, "--milestones must be step numbers separated by commas, got '" + m + "'");
+      cfg.lr_milestones.push_back(static_cast<std::uint32_t>(v.value()));
+      start = comma + 1;
+    }
+  }
+  cfg.record_params = args.switches.count("--params") > 0;
+  const std::string json_file = args.values.count("--json") ? args.values["--json"] : "";
+
+  auto run = gradcomp::ref::simulate(cfg);
+  if (!run.ok()) return fail(run.status());
+  const gradcomp::ref::Trajectory& t = run.value();
+  if (!json_file.empty()) {
+    const std::string json = gradcomp::ref::trajectory_json(cfg, t);
+    if (json_file == "-") {
+      std::cout << json;
+      return kExitOk;
+    }
+    std::ofstream out(json_file, std::ios::binary);
+    out << json;
+    out.close();
+    if (!out) {
+      return fail(make_status(StatusCode::kIoError, "cannot write '", json_file, "'"));
+    }
+  }
+  std::uint64_t up = 0, down = 0;  // worker 0's totals
+  for (const auto& st : t.steps) {
+    up += st.bytes_up.empty() ? 0 : st.bytes_up[0];
+    down += st.bytes_down.empty() ? 0 : st.bytes_down[0];
+  }
+  std::cout << "gradcomp simulate: " << t.preset << "\n"
+            << "  " << cfg.workers << " workers, objective "
+            << gradcomp::ref::objective_name(cfg.objective) << ", split "
+            << gradcomp::ref::split_name(cfg.split) << ", " << t.final_params.size()
+            << " parameters, seed " << cfg.seed << "\n"
+            << "  initial loss " << sci(t.initial_loss) << "\n";
+  if (!args.switches.count("--quiet") && !t.steps.empty()) {
+    std::cout << "\n  step  lr          loss        checksum          up B (w0)  down B (w0)\n";
+    // At most about 20 rows: every k-th step and the last.
+    const std::size_t every = (t.steps.size() + 19) / 20;
+    for (std::size_t i = 0; i < t.steps.size(); ++i) {
+      if (i % every != 0 && i + 1 != t.steps.size()) continue;
+      const auto& st = t.steps[i];
+      char line[160];
+      std::snprintf(line, sizeof line, "  %-5u %-11s %-11s %016llx  %-10llu %llu\n", st.step,
+                    sci(st.lr).c_str(), sci(st.loss).c_str(),
+                    static_cast<unsigned long long>(st.checksum),
+                    static_cast<unsigned long long>(st.bytes_up.empty() ? 0 : st.bytes_up[0]),
+                    static_cast<unsigned long long>(st.bytes_down.empty() ? 0 : st.bytes_down[0]));
+      std::cout << line;
+    }
+  }
+  char sum[64];
+  std::snprintf(sum, sizeof sum, "%016llx",
+                static_cast<unsigned long long>(t.steps.empty() ? 0 : t.steps.back().checksum));
+  std::cout << "\n  final loss "
+            << (t.steps.empty() ? sci(t.initial_loss) : sci(t.steps.back().loss)) << ", checksum "
+            << (t.steps.empty() ? "-" : sum) << "\n"
+            << "  worker 0 sent " << up << " B and received " << down << " B in " << t.steps.size()
+            << " steps\n";
+  if (!json_file.empty()) std::cout << "  trajectory written to " << json_file << "\n";
+  return kExitOk;
+}
+
 int cmd_help(const std::vector<std::string>& argv) {
   if (argv.empty()) {
     std::cout << kMainUsage;
@@ -851,6 +1071,8 @@ int main(int argc, char** argv) {
   if (cmd == "decompress") return cmd_decompress(rest);
   if (cmd == "roundtrip") return cmd_roundtrip(rest);
   if (cmd == "survey") return cmd_survey(rest);
+  if (cmd == "presets") return cmd_presets(rest);
+  if (cmd == "simulate") return cmd_simulate(rest);
   std::cerr << "gradcomp: unknown command '" << cmd << "'\n\n" << kMainUsage;
   return kExitUsage;
 }

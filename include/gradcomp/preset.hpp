@@ -67,6 +67,9 @@ struct PipelineConfig {
   MomentumForm momentum_form = MomentumForm::kNone;
   MomentumPlacement momentum_placement = MomentumPlacement::kPre;
   double momentum = 0.0;
+  // S9 Nesterov after aggregation: a <- a + m as in PowerSGD's code (§3.2 S9 [A-code]) instead
+  // of the usual a <- a + mu m.
+  bool nesterov_adds_buffer = false;
   // GMC: global momentum from the last aggregated message enters before compression.
   bool global_momentum = false;
   // S3 learning-rate placement.

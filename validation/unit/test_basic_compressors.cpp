@@ -14,35 +14,14 @@ namespace {
 using test::desc_or_die;
 using test::roundtrip;
 
-// The 32 header bytes the spec prescribes for (kind, n, step 0, tensor 0, count, body, flags).
-std::vector<std::uint8_t> expected_header(std::uint8_t kind, std::uint64_t n, std::uint32_t count,
-                                          std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kind, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, {}, in, p);
-  EXPECT_TRUE(s.ok()) << s.to_string();
-  return p;
-}
-
 TEST(Identity, KnownAnswerBytesAndExactRoundTrip) {
   const auto d = desc_or_die("identity:n=3");
   const std::vector<float> v = {1.0f, -0.0f, std::ldexp(1.0f, -140)};  // includes a denormal
-  auto p = compress_ok(d, v);
-  auto want = expected_header(1, 3, 3, 12);
+  auto p = test::compress_ok(d, v);
+  auto want = test::expected_header(1, 3, 3, 12);
   // 1.0f = 0x3f800000, -0.0f = 0x80000000, 2^-140 = 2^9 * 2^-149 = 0x00000200 (denormal), LE.
-  append(want, {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x80, 0x00, 0x02, 0x00, 0x00});
+  test::append_bytes(want,
+                     {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0x80, 0x00, 0x02, 0x00, 0x00});
   EXPECT_EQ(p, want);
   auto out = roundtrip(d, v);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(float_bits(out[i]), float_bits(v[i]));
@@ -51,9 +30,9 @@ TEST(Identity, KnownAnswerBytesAndExactRoundTrip) {
 TEST(Fp16, KnownAnswerBytes) {
   const auto d = desc_or_die("fp16:n=4");
   // 1 -> 0x3c00, -2 -> 0xc000, 65504 -> 0x7bff (largest half), 1e-8 < 2^-25 -> +0.
-  auto p = compress_ok(d, {1.0f, -2.0f, 65504.0f, 1e-8f});
-  auto want = expected_header(2, 4, 4, 8);
-  append(want, {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x00, 0x00});
+  auto p = test::compress_ok(d, {1.0f, -2.0f, 65504.0f, 1e-8f});
+  auto want = test::expected_header(2, 4, 4, 8);
+  test::append_bytes(want, {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x00, 0x00});
   EXPECT_EQ(p, want);
   auto out = roundtrip(d, {1.0f, -2.0f, 65504.0f, 1e-8f});
   EXPECT_EQ(out, (std::vector<float>{1.0f, -2.0f, 65504.0f, 0.0f}));
@@ -81,9 +60,9 @@ TEST(Fp16, RelativeErrorWithinHalfUlp) {
 TEST(Bf16, KnownAnswerBytes) {
   const auto d = desc_or_die("bf16:n=2");
   // pi as float = 0x40490fdb: the dropped half 0x0fdb < 0x8000 rounds down -> 0x4049 = 3.140625.
-  auto p = compress_ok(d, {1.0f, 3.14159274f});
-  auto want = expected_header(3, 2, 2, 4);
-  append(want, {0x80, 0x3f, 0x49, 0x40});
+  auto p = test::compress_ok(d, {1.0f, 3.14159274f});
+  auto want = test::expected_header(3, 2, 2, 4);
+  test::append_bytes(want, {0x80, 0x3f, 0x49, 0x40});
   EXPECT_EQ(p, want);
   EXPECT_EQ(roundtrip(d, {1.0f, 3.14159274f}), (std::vector<float>{1.0f, 3.140625f}));
 }
@@ -92,9 +71,9 @@ TEST(Sign, KnownAnswerBytes) {
   const auto d = desc_or_die("sign:n=6");
   // Bits set iff v < 0: elements 1 and 5 -> word 0b100010 = 0x22. -0.0 and 0 are "+".
   const std::vector<float> v = {0.5f, -1.5f, 0.0f, -0.0f, 2.0f, -0.25f};
-  auto p = compress_ok(d, v);
-  auto want = expected_header(4, 6, 6, 4);
-  append(want, {0x22, 0x00, 0x00, 0x00});
+  auto p = test::compress_ok(d, v);
+  auto want = test::expected_header(4, 6, 6, 4);
+  test::append_bytes(want, {0x22, 0x00, 0x00, 0x00});
   EXPECT_EQ(p, want);
   EXPECT_EQ(roundtrip(d, v), (std::vector<float>{1, -1, 1, 1, 1, -1}));
 }
@@ -113,7 +92,7 @@ TEST(Sign, PayloadFormulaAndSizes) {
 
 TEST(Sign, RejectsNonZeroPaddingAndBadCount) {
   const auto d = desc_or_die("sign:n=33");
-  auto p = compress_ok(d, test::normal_data(33, 1));
+  auto p = test::compress_ok(d, test::normal_data(33, 1));
   test::expect_truncations_rejected(d, p);
   std::vector<float> out(33);
   auto q = p;
@@ -129,9 +108,9 @@ TEST(Sign, RejectsNonZeroPaddingAndBadCount) {
 TEST(TopK, WorkedExampleTies) {
   // algorithms.md §8 example 6: v = [3, -3, 1, 2], k = 1 -> [3, 0, 0, 0] (lower index wins).
   const std::vector<float> v = {3, -3, 1, 2};
-  auto p = compress_ok(desc_or_die("topk:n=4,k=1"), v);
-  auto want = expected_header(8, 4, 1, 8);
-  append(want, {0, 0, 0, 0, 0x00, 0x00, 0x40, 0x40});  // idx 0, 3.0f
+  auto p = test::compress_ok(desc_or_die("topk:n=4,k=1"), v);
+  auto want = test::expected_header(8, 4, 1, 8);
+  test::append_bytes(want, {0, 0, 0, 0, 0x00, 0x00, 0x40, 0x40});  // idx 0, 3.0f
   EXPECT_EQ(p, want);
   EXPECT_EQ(roundtrip(desc_or_die("topk:n=4,k=1"), v), (std::vector<float>{3, 0, 0, 0}));
   EXPECT_EQ(roundtrip(desc_or_die("topk:n=4,k=2"), v), (std::vector<float>{3, -3, 0, 0}));
@@ -140,10 +119,10 @@ TEST(TopK, WorkedExampleTies) {
 
 TEST(TopK, KZeroSendsNothingAndKAtLeastNSendsDense) {
   const std::vector<float> v = {1, -2, 3};
-  auto p = compress_ok(desc_or_die("topk:n=3,density=0"), v);
-  EXPECT_EQ(p, expected_header(8, 3, 0, 0));
+  auto p = test::compress_ok(desc_or_die("topk:n=3,density=0"), v);
+  EXPECT_EQ(p, test::expected_header(8, 3, 0, 0));
   EXPECT_EQ(roundtrip(desc_or_die("topk:n=3,density=0"), v), (std::vector<float>{0, 0, 0}));
-  p = compress_ok(desc_or_die("topk:n=3,k=7"), v);
+  p = test::compress_ok(desc_or_die("topk:n=3,k=7"), v);
   ASSERT_EQ(p.size(), 32u + 12u);
   EXPECT_EQ(p[7], kFlagDense);
   EXPECT_EQ(roundtrip(desc_or_die("topk:n=3,k=7"), v), v);
@@ -189,33 +168,27 @@ TEST(TopK, RejectsCorruptIndices) {
   v[10] = 5;
   v[20] = -6;
   v[30] = 7;
-  auto p = compress_ok(d, v);
+  auto p = test::compress_ok(d, v);
   test::expect_truncations_rejected(d, p);
-  std::vector<float> out(100);
-  auto bad = [&](std::vector<std::uint8_t> q, const char* what) {
-    Status s = ref::decompress(d, {}, q, Span<float>(out));
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what;
-    EXPECT_NE(s.message().find(what), std::string::npos) << s.message();
-  };
   auto q = p;
   store_u32(q.data() + 32 + 4, 10);  // second index equal to the first
-  bad(q, "strictly increasing");
+  test::expect_corrupt(d, q, "strictly increasing");
   q = p;
   store_u32(q.data() + 32 + 8, 100);  // == n
-  bad(q, "out of range");
+  test::expect_corrupt(d, q, "out of range");
   q = p;
   q[7] = kFlagDense;
-  bad(q, "dense flag");
+  test::expect_corrupt(d, q, "dense flag");
   q = p;
   store_u32(q.data() + 24, 2);  // count
-  bad(q, "count");
+  test::expect_corrupt(d, q, "count");
 }
 
 TEST(Dispatcher, DecodedNonFiniteValuesAreCorruptUnderTheErrorPolicy) {
   // An identity payload carrying a NaN bit pattern: rejected under nonfinite=error, passed
   // through under nonfinite=propagate.
   const auto d = desc_or_die("identity:n=2");
-  auto p = compress_ok(d, {1.0f, 2.0f});
+  auto p = test::compress_ok(d, {1.0f, 2.0f});
   store_u32(p.data() + 32 + 4, 0x7fc00000u);
   std::vector<float> out(2, 5.0f);
   Status s = ref::decompress(d, {}, p, Span<float>(out));
@@ -232,7 +205,7 @@ TEST(Dispatcher, RejectsSizeMismatchAndKeepsOutputs) {
   std::vector<std::uint8_t> p = {1, 2, 3};
   EXPECT_EQ(ref::compress(d, {}, std::vector<float>(3), p).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(p, (std::vector<std::uint8_t>{1, 2, 3}));
-  auto good = compress_ok(d, {1, 2, 3, 4});
+  auto good = test::compress_ok(d, {1, 2, 3, 4});
   std::vector<float> out(5, 7.0f);
   EXPECT_EQ(ref::decompress(d, {}, good, Span<float>(out)).code(), StatusCode::kInvalidArgument);
   std::vector<float> out4(4, 7.0f);

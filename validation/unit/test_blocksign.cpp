@@ -14,37 +14,6 @@ namespace {
 
 using test::desc_or_die;
 
-// A 32-byte header written field by field (little endian), independent of write_header().
-std::vector<std::uint8_t> hand_header(CompressorKind kind, std::uint64_t n, std::uint32_t count,
-                                      std::uint32_t body_bytes) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, static_cast<std::uint8_t>(kind), 0};
-  auto le = [&](std::uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) h.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  };
-  le(n, 8);
-  le(0, 4);  // step
-  le(0, 4);  // tensor_id
-  le(count, 4);
-  le(body_bytes, 4);
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes);
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& v) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, {}, v, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-Status decode(const CompressorDesc& d, const std::vector<std::uint8_t>& p) {
-  std::vector<float> o(d.n, 0.0f);
-  return ref::decompress(d, {}, p, Span<float>(o));
-}
-
 // Scaled sign written directly from algorithms.md §4.1.
 std::vector<float> blocksign_formula(const CompressorDesc& d, const std::vector<float>& v) {
   std::vector<float> out(v.size());
@@ -73,8 +42,9 @@ TEST(BlockSign, KnownAnswerExample1) {
   const std::vector<float> v = {0.5f, -1.5f, 0.0f, 2.0f, -0.25f};
   std::vector<std::uint8_t> p;
   const auto out = test::roundtrip(d, v, {}, &p);
-  auto expected = hand_header(CompressorKind::kBlockSign, 5, 3, 16);
-  append(expected, {0x12, 0, 0, 0, 0, 0, 0x80, 0x3F, 0, 0, 0x80, 0x3F, 0, 0, 0x80, 0x3E});
+  auto expected = test::expected_header(CompressorKind::kBlockSign, 5, 3, 16);
+  test::append_bytes(expected,
+                     {0x12, 0, 0, 0, 0, 0, 0x80, 0x3F, 0, 0, 0x80, 0x3F, 0, 0, 0x80, 0x3E});
   EXPECT_EQ(p, expected);
   EXPECT_EQ(out, (std::vector<float>{1.0f, -1.0f, 1.0f, 1.0f, -0.25f}));
   const std::vector<float> residual = {-0.5f, -0.5f, -1.0f, 1.0f, 0.0f};
@@ -89,15 +59,15 @@ TEST(BlockSign, KnownAnswerL2AndNone) {
   std::vector<std::uint8_t> p;
   const auto d2 = desc_or_die("blocksign:n=5,block=4,scale=l2");
   auto out = test::roundtrip(d2, v, {}, &p);
-  auto expected = hand_header(CompressorKind::kBlockSign, 5, 2, 12);
-  append(expected, {0x02, 0, 0, 0, 0, 0, 0x20, 0x40, 0, 0, 0xA0, 0x40});
+  auto expected = test::expected_header(CompressorKind::kBlockSign, 5, 2, 12);
+  test::append_bytes(expected, {0x02, 0, 0, 0, 0, 0, 0x20, 0x40, 0, 0, 0xA0, 0x40});
   EXPECT_EQ(p, expected);
   EXPECT_EQ(out, (std::vector<float>{2.5f, -2.5f, 2.5f, 2.5f, 5.0f}));
 
   const auto dn = desc_or_die("blocksign:n=5,block=4,scale=none");
   out = test::roundtrip(dn, v, {}, &p);
-  expected = hand_header(CompressorKind::kBlockSign, 5, 2, 4);
-  append(expected, {0x02, 0, 0, 0});
+  expected = test::expected_header(CompressorKind::kBlockSign, 5, 2, 4);
+  test::append_bytes(expected, {0x02, 0, 0, 0});
   EXPECT_EQ(p, expected);
   EXPECT_EQ(out, (std::vector<float>{1.0f, -1.0f, 1.0f, 1.0f, 1.0f}));
 }
@@ -194,8 +164,8 @@ TEST(BlockSign, PayloadSizeFormula) {
 
 TEST(BlockSign, CornerCases) {
   // n = 0: header only, count 0.
-  EXPECT_EQ(compress_ok(desc_or_die("blocksign:n=0"), {}),
-            hand_header(CompressorKind::kBlockSign, 0, 0, 0));
+  EXPECT_EQ(test::compress_ok(desc_or_die("blocksign:n=0"), {}),
+            test::expected_header(CompressorKind::kBlockSign, 0, 0, 0));
   // n = 1 (d_b = 1): exact for both scales.
   for (const char* scale : {"l1", "l2"}) {
     EXPECT_EQ(test::roundtrip(desc_or_die(std::string("blocksign:n=1,scale=") + scale), {-0.3f}),
@@ -220,7 +190,8 @@ TEST(BlockSign, NonFinitePolicy) {
   for (int i = 0; i < 10; ++i) EXPECT_TRUE(std::isfinite(out[i]));
   for (int i = 10; i < 20; ++i) EXPECT_TRUE(std::isinf(out[i]));  // scale of block 1 is Inf
   // The same payload is refused under nonfinite=error (its scale is not finite).
-  EXPECT_EQ(decode(desc_or_die("blocksign:n=20,block=10"), p).code(), StatusCode::kCorruptPayload);
+  EXPECT_EQ(test::decode(desc_or_die("blocksign:n=20,block=10"), p).code(),
+            StatusCode::kCorruptPayload);
   // A NaN with the sign bit set: the L2 scale is NaN, written as the canonical +NaN.
   v[13] = -std::nanf("");
   const auto dl2 = desc_or_die("blocksign:n=20,block=10,scale=l2,nonfinite=propagate");
@@ -232,36 +203,22 @@ TEST(BlockSign, NonFinitePolicy) {
 TEST(BlockSign, CorruptPayloadsAreRejected) {
   // n = 40 (2 words of bits, 24 padding bits), block 16 -> 3 scales at body bytes 8, 12, 16.
   const auto d = desc_or_die("blocksign:n=40,block=16");
-  const auto good = compress_ok(d, test::normal_data(40, 5));
+  const auto good = test::compress_ok(d, test::normal_data(40, 5));
   ASSERT_EQ(good.size(), kHeaderBytes + 20);
-  ASSERT_TRUE(decode(d, good).ok());
-  auto expect_bad = [&](std::vector<std::uint8_t> p, const char* what, const char* msg) {
-    Status s = decode(d, p);
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what;
-    EXPECT_NE(s.message().find(msg), std::string::npos) << what << ": " << s.message();
-  };
+  ASSERT_TRUE(test::decode(d, good).ok());
   auto p = good;
   p[kHeaderBytes + 5] |= 0x01;  // bit 40: first padding bit
-  expect_bad(p, "padding", "padding");
+  test::expect_corrupt(d, p, "padding", {}, "padding");
   for (float bad : {-0.5f, -0.0f, std::nanf(""), -std::numeric_limits<float>::infinity(),
                     std::numeric_limits<float>::infinity()}) {
     p = good;
     store_f32(p.data() + kHeaderBytes + 12, bad);
-    expect_bad(p, "bad scale", "scale[1]");
+    test::expect_corrupt(d, p, "scale[1]", {}, "bad scale");
   }
-  p = good;
-  store_u32(p.data() + 24, 2);
-  expect_bad(p, "count", "count");
-  p = good;
-  p[7] = kFlagDense;
-  expect_bad(p, "dense flag", "flags");
-  p = good;
-  p.insert(p.end(), {0, 0, 0, 0});
-  store_u32(p.data() + 28, 24);
-  expect_bad(p, "long body", "body");
-  test::expect_truncations_rejected(d, good);
+  // A wrong count, the dense flag, a body longer than the descriptor's, truncations.
+  test::expect_header_corruptions_rejected(d, good, 2);
   // scale=none has no scales: a payload with scales is refused by a scale=none decoder.
-  Status s = decode(desc_or_die("blocksign:n=40,block=16,scale=none"), good);
+  Status s = test::decode(desc_or_die("blocksign:n=40,block=16,scale=none"), good);
   EXPECT_EQ(s.code(), StatusCode::kCorruptPayload);
   EXPECT_NE(s.message().find("body"), std::string::npos) << s.message();
 }

@@ -16,57 +16,6 @@ namespace {
 using test::desc_or_die;
 using test::roundtrip;
 
-// The 32 header bytes of the wire format for (kind, n, step 0, tensor 0, count, body, flags).
-std::vector<std::uint8_t> expected_header(std::uint8_t kind, std::uint64_t n, std::uint32_t count,
-                                          std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kind, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-// A payload with a new count, flags and body; the header's body_bytes follows the body.
-std::vector<std::uint8_t> rebuild(const std::vector<std::uint8_t>& p, std::uint32_t count,
-                                  std::uint8_t flags, const std::vector<std::uint8_t>& body) {
-  std::vector<std::uint8_t> q(kHeaderBytes + body.size(), 0);
-  for (std::size_t i = 0; i < kHeaderBytes; ++i) q[i] = p[i];
-  for (std::size_t i = 0; i < body.size(); ++i) q[kHeaderBytes + i] = body[i];
-  q[7] = flags;
-  store_u32(q.data() + 24, count);
-  store_u32(q.data() + 28, static_cast<std::uint32_t>(body.size()));
-  return q;
-}
-
-std::vector<std::uint8_t> body_of(const std::vector<std::uint8_t>& p) {
-  return std::vector<std::uint8_t>(p.begin() + kHeaderBytes, p.end());
-}
-
-void expect_corrupt(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-                    const std::string& message_part, const ref::CompressContext& ctx = {}) {
-  std::vector<float> out(d.n, 7.0f);
-  Status s = ref::decompress(d, ctx, p, Span<float>(out));
-  EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << d.to_string() << ": " << s.to_string();
-  EXPECT_NE(s.message().find(message_part), std::string::npos)
-      << "expected '" << message_part << "' in: " << s.message();
-  for (float x : out) ASSERT_EQ(x, 7.0f) << "output must be untouched on error";
-}
-
-std::uint32_t header_count(const std::vector<std::uint8_t>& p) { return load_u32(p.data() + 24); }
-
 // The elements DGC's code would sample for (seed, step 0, tensor 0, rank) with this stride: the
 // offset is uniform_below(stride) at element 0 of the rank's kDgcSampling stream (dgc.md).
 std::uint64_t sample_offset(std::uint64_t seed, std::uint32_t rank, std::uint64_t stride) {
@@ -81,11 +30,11 @@ TEST(Dgc, KnownAnswerWithoutSampling) {
   // without sampling there is no adaptation): truncation keeps the first two, 1 and 2.
   const auto d = desc_or_die("dgc:n=5,density=0.4");
   const std::vector<float> v = {0.5f, -2.0f, 3.0f, 2.0f, -1.0f};
-  auto want = expected_header(9, 5, 2, 16);
-  append(want, {1, 0, 0, 0, 2, 0, 0, 0});  // indices 1, 2
+  auto want = test::expected_header(9, 5, 2, 16);
+  test::append_bytes(want, {1, 0, 0, 0, 2, 0, 0, 0});  // indices 1, 2
   // -2.0f = 0xc0000000, 3.0f = 0x40400000, little-endian.
-  append(want, {0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x40, 0x40});
-  EXPECT_EQ(compress_ok(d, v), want);
+  test::append_bytes(want, {0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x40, 0x40});
+  EXPECT_EQ(test::compress_ok(d, v), want);
   EXPECT_EQ(roundtrip(d, v), (std::vector<float>{0.0f, -2.0f, 3.0f, 0.0f, 0.0f}));
 }
 
@@ -108,7 +57,7 @@ TEST(Dgc, ZeroValuesAreDroppedEvenWhenSelected) {
   const std::vector<float> v = {0.0f, -0.0f, 0.0f, 5.0f};
   std::vector<std::uint8_t> p;
   const auto out = roundtrip(d, v, {}, &p);
-  EXPECT_EQ(p, expected_header(9, 4, 0, 0));
+  EXPECT_EQ(p, test::expected_header(9, 4, 0, 0));
   EXPECT_EQ(out, std::vector<float>(4, 0.0f));
   // Exact mode picks 3 (|5|) then ties 0, 1; the zeros are dropped: one pair.
   EXPECT_EQ(roundtrip(desc_or_die("dgc:n=4,k=3,selection=exact"), v),
@@ -147,7 +96,7 @@ std::uint32_t probe_count(const CompressorDesc& d, std::uint64_t stride, std::ui
   v[off + stride * (k_samp - 1)] = 0.05f;
   std::vector<std::uint8_t> p;
   roundtrip(d, v, {}, &p);
-  return header_count(p);
+  return test::count_of(p);
 }
 
 TEST(Dgc, SamplingPlanMatchesHandComputation) {
@@ -200,7 +149,7 @@ TEST(Dgc, DecayLoopLowersTheThreshold) {
   // likewise at 0.49.) The exact top-k would add 89 of the 0.5 elements.
   std::vector<std::uint8_t> p;
   const auto out = roundtrip(big_desc(), v, {}, &p);
-  EXPECT_EQ(header_count(p), 911u);
+  EXPECT_EQ(test::count_of(p), 911u);
   for (std::uint64_t i = 0; i < kBigN; ++i) {
     const float want = std::fabs(v[i]) > 0.51f ? v[i] : 0.0f;
     ASSERT_EQ(out[i], want) << "element " << i;
@@ -225,7 +174,7 @@ TEST(Dgc, DecayLoopRunsExactlyTenRounds) {
     }
     std::vector<std::uint8_t> p;
     const auto out = roundtrip(big_desc(), v, {}, &p);
-    EXPECT_EQ(header_count(p), tier > 0.105f ? 911u : 11u) << "tier " << tier;
+    EXPECT_EQ(test::count_of(p), tier > 0.105f ? 911u : 11u) << "tier " << tier;
     for (int i = 0; i < 11; ++i) EXPECT_EQ(out[s.off + kStride * i], -1.0f);
   }
 }
@@ -245,7 +194,7 @@ TEST(Dgc, FarTooManyCandidatesUseExactTopKAmongThem) {
   }
   std::vector<std::uint8_t> p;
   const auto out = roundtrip(big_desc(), v, {}, &p);
-  EXPECT_EQ(header_count(p), 1000u);
+  EXPECT_EQ(test::count_of(p), 1000u);
   EXPECT_EQ(out, roundtrip(desc_or_die("topk:n=100000,density=0.01"), v));
 }
 
@@ -270,7 +219,7 @@ TEST(Dgc, ModeratelyManyCandidatesAreTruncatedInIndexOrder) {
     const bool exact = n_twos == 1290;
     std::vector<std::uint8_t> p;
     const auto out = roundtrip(big_desc(), v, {}, &p);
-    EXPECT_EQ(header_count(p), 1000u);
+    EXPECT_EQ(test::count_of(p), 1000u);
     for (int i = 0; i < 11; ++i) EXPECT_EQ(out[s.off + kStride * i], exact ? 0.0f : 1.0f);
     const std::size_t sent_twos = exact ? 1000 : 989;
     for (std::size_t t = 0; t < twos.size(); ++t) {
@@ -286,8 +235,8 @@ TEST(Dgc, RanksSampleDifferentlyAndSeedsAreDeterministic) {
   for (std::uint32_t rank = 0; rank < 6; ++rank) {
     ref::CompressContext ctx;
     ctx.rank = rank;
-    const auto p = compress_ok(d, v, ctx);
-    EXPECT_EQ(p, compress_ok(d, v, ctx)) << "same key, same bytes";
+    const auto p = test::compress_ok(d, v, ctx);
+    EXPECT_EQ(p, test::compress_ok(d, v, ctx)) << "same key, same bytes";
     distinct.insert(p);
   }
   // Different offsets give different thresholds; ranks whose candidates exceed 1.3 k all end in
@@ -307,8 +256,8 @@ TEST(Dgc, RanksSampleDifferentlyAndSeedsAreDeterministic) {
   for (int i = 0; i < 11; ++i) w[off0 + kStride * i] = 1.0f;
   ref::CompressContext r1;
   r1.rank = 1;
-  EXPECT_EQ(header_count(compress_ok(d, w)), 11u);
-  EXPECT_EQ(header_count(compress_ok(d, w, r1)), 1000u);
+  EXPECT_EQ(test::count_of(test::compress_ok(d, w)), 11u);
+  EXPECT_EQ(test::count_of(test::compress_ok(d, w, r1)), 1000u);
 }
 
 TEST(Dgc, SentCountNeverExceedsKAndValuesAreExact) {
@@ -325,8 +274,8 @@ TEST(Dgc, SentCountNeverExceedsKAndValuesAreExact) {
         ctx.rank = step * 7;
         std::vector<std::uint8_t> p;
         const auto out = roundtrip(d, v, ctx, &p);
-        ASSERT_LE(header_count(p), k) << d.to_string();
-        EXPECT_EQ(p.size(), kHeaderBytes + 8 * header_count(p));
+        ASSERT_LE(test::count_of(p), k) << d.to_string();
+        EXPECT_EQ(p.size(), kHeaderBytes + 8 * test::count_of(p));
         std::uint64_t nonzero = 0;
         for (std::uint64_t i = 0; i < n; ++i) {
           if (out[i] != 0.0f) {
@@ -334,7 +283,7 @@ TEST(Dgc, SentCountNeverExceedsKAndValuesAreExact) {
             ++nonzero;
           }
         }
-        EXPECT_EQ(nonzero, header_count(p));
+        EXPECT_EQ(nonzero, test::count_of(p));
         EXPECT_GT(nonzero, 0u);
       }
     }
@@ -419,11 +368,11 @@ TEST(Dgc, PayloadBytesIsTheMaximumAndCountIsConsistent) {
       EXPECT_LE(p.size(), ref::payload_bytes(d));
       if (dense) {
         EXPECT_EQ(p[7], kFlagDense);
-        EXPECT_EQ(header_count(p), n);
+        EXPECT_EQ(test::count_of(p), n);
         EXPECT_EQ(out, v);  // k >= n: exact
       } else {
         EXPECT_EQ(p[7], 0);
-        EXPECT_EQ(p.size(), 32 + 8 * header_count(p));
+        EXPECT_EQ(p.size(), 32 + 8 * test::count_of(p));
       }
       if (n <= 1100) test::expect_truncations_rejected(d, p);
     }
@@ -450,7 +399,7 @@ TEST(Dgc, EdgeSizesBothModes) {
       if (n > 0 && k >= n) {
         EXPECT_EQ(sent, n);
       } else {
-        EXPECT_EQ(sent, header_count(p));
+        EXPECT_EQ(sent, test::count_of(p));
         EXPECT_LE(sent, k);
         if (n > 0) {
           EXPECT_GT(sent, 0u);
@@ -464,19 +413,19 @@ TEST(Dgc, KZeroSendsNothingAndKAtLeastNSendsDense) {
   const auto v = test::normal_data(10, 4);
   std::vector<std::uint8_t> p;
   EXPECT_EQ(roundtrip(desc_or_die("dgc:n=10,density=0"), v, {}, &p), std::vector<float>(10, 0.0f));
-  EXPECT_EQ(p, expected_header(9, 10, 0, 0));
+  EXPECT_EQ(p, test::expected_header(9, 10, 0, 0));
   EXPECT_EQ(roundtrip(desc_or_die("dgc:n=10,k=10"), v, {}, &p), v);
   EXPECT_EQ(p.size(), 32u + 40u);
   EXPECT_EQ(p[7], kFlagDense);
   EXPECT_EQ(roundtrip(desc_or_die("dgc:n=10,k=99"), v), v);
   // n = 1: k = 1 >= n, dense; n = 0: empty sparse message.
   EXPECT_EQ(roundtrip(desc_or_die("dgc:n=1"), {-0.75f}), std::vector<float>{-0.75f});
-  EXPECT_EQ(compress_ok(desc_or_die("dgc:n=0"), {}), expected_header(9, 0, 0, 0));
+  EXPECT_EQ(test::compress_ok(desc_or_die("dgc:n=0"), {}), test::expected_header(9, 0, 0, 0));
   // All zeros: nothing but zeros could be picked, and zeros are dropped.
   for (const char* sel : {"code", "exact"}) {
     const auto d = desc_or_die("dgc:n=5000,density=0.01,selection=" + std::string(sel));
     EXPECT_EQ(roundtrip(d, std::vector<float>(5000, 0.0f), {}, &p), std::vector<float>(5000, 0.0f));
-    EXPECT_EQ(header_count(p), 0u);
+    EXPECT_EQ(test::count_of(p), 0u);
   }
 }
 
@@ -503,13 +452,13 @@ TEST(Dgc, NonFinitePolicy) {
 TEST(Dgc, RejectsEveryBadField) {
   const auto d = desc_or_die("dgc:n=10,k=3,seed=1");
   const std::vector<float> v = {0.1f, 5, -0.2f, 0.3f, -6, 0.4f, 7, 0.5f, 0.6f, 0.7f};
-  const auto p = compress_ok(d, v);
-  ASSERT_EQ(header_count(p), 3u);
+  const auto p = test::compress_ok(d, v);
+  ASSERT_EQ(test::count_of(p), 3u);
   test::expect_truncations_rejected(d, p);
-  const auto body = body_of(p);
+  const auto body = test::body_of(p);
 
   // Dense flag where k < n forbids it.
-  expect_corrupt(d, rebuild(p, 3, kFlagDense, body), "dense flag");
+  test::expect_corrupt(d, test::rebuild(p, 3, kFlagDense, body), "dense flag");
   // count > k (4 pairs).
   {
     std::vector<std::uint8_t> big;
@@ -521,45 +470,44 @@ TEST(Dgc, RejectsEveryBadField) {
       big.resize(big.size() + 4);
       store_f32(big.data() + big.size() - 4, 1.0f);
     }
-    expect_corrupt(d, rebuild(p, 4, 0, big), "exceeds the maximum");
+    test::expect_corrupt(d, test::rebuild(p, 4, 0, big), "exceeds the maximum");
   }
   // count smaller than the body holds.
-  expect_corrupt(d, rebuild(p, 2, 0, body), "sparse body");
+  test::expect_corrupt(d, test::rebuild(p, 2, 0, body), "sparse body");
   // Index out of range, indices not increasing, repeated index.
   {
     auto b = body;
     store_u32(b.data() + 8, 10);
-    expect_corrupt(d, rebuild(p, 3, 0, b), "out of range");
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, b), "out of range");
     b = body;
     store_u32(b.data() + 0, 4);  // 4, 4, 6
-    expect_corrupt(d, rebuild(p, 3, 0, b), "not strictly increasing");
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, b), "not strictly increasing");
     b = body;
     store_u32(b.data() + 0, 7);  // 7, 4, 6
-    expect_corrupt(d, rebuild(p, 3, 0, b), "not strictly increasing");
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, b), "not strictly increasing");
   }
   // A zero value (never sent), +0 and -0.
   for (float z : {0.0f, -0.0f}) {
     auto b = body;
     store_f32(b.data() + 12 + 4, z);
-    expect_corrupt(d, rebuild(p, 3, 0, b), "zero");
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, b), "zero");
   }
   // Non-finite values under nonfinite=error; accepted under propagate.
   for (float bad : {std::nanf(""), -std::numeric_limits<float>::infinity()}) {
     auto b = body;
     store_f32(b.data() + 12, bad);
-    expect_corrupt(d, rebuild(p, 3, 0, b), "not finite");
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, b), "not finite");
     const auto dp = desc_or_die("dgc:n=10,k=3,seed=1,nonfinite=propagate");
-    std::vector<float> out(10);
-    EXPECT_TRUE(ref::decompress(dp, {}, rebuild(p, 3, 0, b), Span<float>(out)).ok());
+    EXPECT_TRUE(test::decode(dp, test::rebuild(p, 3, 0, b)).ok());
   }
   // Dense payload: flag missing, wrong count, non-finite value.
   const auto dd = desc_or_die("dgc:n=4,k=4");
-  const auto pd = compress_ok(dd, {1, 2, 3, 4});
-  expect_corrupt(dd, rebuild(pd, 4, 0, body_of(pd)), "dense flag");
-  expect_corrupt(dd, rebuild(pd, 3, kFlagDense, body_of(pd)), "count");
-  auto bd = body_of(pd);
+  const auto pd = test::compress_ok(dd, {1, 2, 3, 4});
+  test::expect_corrupt(dd, test::rebuild(pd, 4, 0, test::body_of(pd)), "dense flag");
+  test::expect_corrupt(dd, test::rebuild(pd, 3, kFlagDense, test::body_of(pd)), "count");
+  auto bd = test::body_of(pd);
   store_f32(bd.data() + 8, std::numeric_limits<float>::infinity());
-  expect_corrupt(dd, rebuild(pd, 4, kFlagDense, bd), "not finite");
+  test::expect_corrupt(dd, test::rebuild(pd, 4, kFlagDense, bd), "not finite");
 }
 
 }  // namespace

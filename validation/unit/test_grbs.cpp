@@ -18,67 +18,9 @@ using test::roundtrip;
 
 constexpr std::uint8_t kGrbsId = 12;
 
-// The 32 header bytes of the wire format (docs/wire-format.md).
-std::vector<std::uint8_t> header_bytes(std::uint64_t n, std::uint32_t step, std::uint32_t count,
-                                       std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kGrbsId, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(step >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(0);  // tensor_id 0
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append_f32(std::vector<std::uint8_t>& v, float f) {
-  const std::uint32_t u = float_bits(f);
-  for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(u >> (8 * i)));
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-// Header fields of a payload, or a sentinel when the payload is too short to hold a header (a
-// failed compress must fail the test, not crash the binary).
-std::uint32_t count_of(const std::vector<std::uint8_t>& p) {
-  return p.size() >= 32 ? load_u32(p.data() + 24) : 0xFFFFFFFFu;
-}
-int flags_of(const std::vector<std::uint8_t>& p) { return p.size() >= 32 ? p[7] : -1; }
-
-ref::CompressContext at_step(std::uint32_t step, std::uint32_t rank = 0) {
-  ref::CompressContext ctx;
-  ctx.step = step;
-  ctx.rank = rank;
-  return ctx;
-}
-
 // The documented shared stream of grbs (docs/compressors/grbs.md).
 RngStream grbs_stream(std::uint64_t seed, std::uint32_t step) {
   return RngStream(seed, RngPurpose::kGrbsBlocks, step, 0, kSharedRank);
-}
-
-// z such that a two-sided normal test at level alpha / tests rejects |Z| > z (Bonferroni).
-double bonferroni_z(double alpha, double tests) {
-  const double target = alpha / tests;  // P(|Z| > z) = erfc(z / sqrt 2)
-  double lo = 0.0, hi = 40.0;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
-  }
-  return hi;
-}
-
-// Largest |z| of observed counts against Binomial(trials, p) per cell.
-double max_abs_z(const std::vector<std::uint64_t>& counts, double trials, double p) {
-  const double mean = trials * p, sd = std::sqrt(trials * p * (1.0 - p));
-  double worst = 0.0;
-  for (std::uint64_t c : counts) worst = std::max(worst, std::fabs((double(c) - mean) / sd));
-  return worst;
 }
 
 TEST(Grbs, KnownAnswerRowBlocksOfAMatrix) {
@@ -93,10 +35,10 @@ TEST(Grbs, KnownAnswerRowBlocksOfAMatrix) {
     const std::uint64_t b0 = grbs_stream(5, step).uniform_below(2, 0, 1);
     ASSERT_LT(b0, 2u);
     seen[b0] = true;
-    auto want = header_bytes(12, step, 6, 24);  // 6 values, 24 body bytes
-    for (float v : want_vals[b0]) append_f32(want, v);
-    EXPECT_EQ(compress_ok(d, in, at_step(step)), want) << "step " << step;
-    auto out = roundtrip(d, in, at_step(step));
+    auto want = test::expected_header_at(kGrbsId, 12, step, 0, 6, 24);  // 6 values, 24 body bytes
+    for (float v : want_vals[b0]) test::append_f32(want, v);
+    EXPECT_EQ(test::compress_ok(d, in, test::at_step(step)), want) << "step " << step;
+    auto out = roundtrip(d, in, test::at_step(step));
     for (int i = 0; i < 12; ++i)
       EXPECT_EQ(out[i], (i / 6 == int(b0)) ? in[i] : 0.0f) << "step " << step << " i " << i;
   }
@@ -117,9 +59,9 @@ TEST(Grbs, KnownAnswerColumnBlocksAndTrailingAxes) {
     const std::uint64_t b1 = grbs_stream(9, step).uniform_below(2, 0, 2);
     EXPECT_EQ(grbs_stream(9, step).uniform_below(1, 0, 1), 0u);  // one row block
     seen[b1] = true;
-    auto want = header_bytes(16, step, 8, 32);
-    for (float v : want_vals[b1]) append_f32(want, v);
-    EXPECT_EQ(compress_ok(d, in, at_step(step)), want) << "step " << step;
+    auto want = test::expected_header_at(kGrbsId, 16, step, 0, 8, 32);
+    for (float v : want_vals[b1]) test::append_f32(want, v);
+    EXPECT_EQ(test::compress_ok(d, in, test::at_step(step)), want) << "step " << step;
   }
   EXPECT_TRUE(seen[0] && seen[1]);
 }
@@ -141,9 +83,9 @@ TEST(Grbs, ShorterLastBlockSendsFewerValues) {
   for (std::uint32_t step = 0; step < 24; ++step) {
     const std::uint64_t b0 = grbs_stream(3, step).uniform_below(3, 0, 1);
     const std::uint32_t count = b0 == 2 ? 1 : 2;
-    auto want = header_bytes(5, step, count, 4 * count);
+    auto want = test::expected_header_at(kGrbsId, 5, step, 0, count, 4 * count);
     want.insert(want.end(), want_body[b0].begin(), want_body[b0].end());
-    const auto p = compress_ok(d, in, at_step(step));
+    const auto p = test::compress_ok(d, in, test::at_step(step));
     EXPECT_EQ(p, want) << "step " << step;
     if (b0 == 2) {
       EXPECT_EQ(p.size(), 32u + 4u) << "step " << step;  // no padding after the single value
@@ -151,7 +93,7 @@ TEST(Grbs, ShorterLastBlockSendsFewerValues) {
     } else {
       EXPECT_EQ(p.size(), ref::payload_bytes(d)) << "step " << step;  // the largest selection
     }
-    auto out = roundtrip(d, in, at_step(step));
+    auto out = roundtrip(d, in, test::at_step(step));
     for (std::size_t i = 0; i < 5; ++i)
       EXPECT_EQ(out[i], i / 2 == b0 ? in[i] : 0.0f) << "step " << step << " i " << i;
     seen_last |= b0 == 2;
@@ -171,12 +113,12 @@ TEST(Grbs, PayloadBytesIsTheLargestSelection) {
   bool reached = false;
   std::map<std::uint32_t, int> counts;
   for (std::uint32_t step = 0; step < 200; ++step) {
-    const auto p = compress_ok(d, in, at_step(step));
+    const auto p = test::compress_ok(d, in, test::at_step(step));
     ASSERT_GE(p.size(), 32u);
-    EXPECT_EQ(p.size(), 32u + 4u * count_of(p)) << "step " << step;
+    EXPECT_EQ(p.size(), 32u + 4u * test::count_of(p)) << "step " << step;
     EXPECT_LE(p.size(), ref::payload_bytes(d)) << "step " << step;
     reached |= p.size() == ref::payload_bytes(d);
-    ++counts[count_of(p)];
+    ++counts[test::count_of(p)];
   }
   EXPECT_TRUE(reached);
   EXPECT_GE(counts.size(), 4u);  // 0, 1, 3, 4, 6, 7, 9 are all possible
@@ -187,8 +129,8 @@ std::map<std::uint32_t, int> counts_over_steps(const CompressorDesc& d, int step
   std::map<std::uint32_t, int> seen;
   const std::vector<float> in = test::normal_data(d.n, 4);
   for (int s = 0; s < steps; ++s) {
-    auto p = compress_ok(d, in, at_step(std::uint32_t(s)));
-    ++seen[count_of(p)];
+    auto p = test::compress_ok(d, in, test::at_step(std::uint32_t(s)));
+    ++seen[test::count_of(p)];
   }
   return seen;
 }
@@ -223,13 +165,13 @@ TEST(Grbs, BlocksAreSharedAcrossRanks) {
   const auto in = test::normal_data(d.n, 2);
   std::vector<std::vector<std::uint8_t>> by_step;
   for (std::uint32_t step = 0; step < 8; ++step) {
-    const auto p0 = compress_ok(d, in, at_step(step, 0));
+    const auto p0 = test::compress_ok(d, in, test::at_step(step, 0));
     ASSERT_GE(p0.size(), 32u);
     for (std::uint32_t rank = 1; rank < 4; ++rank)
-      EXPECT_EQ(compress_ok(d, in, at_step(step, rank)), p0) << "rank " << rank;
+      EXPECT_EQ(test::compress_ok(d, in, test::at_step(step, rank)), p0) << "rank " << rank;
     // A receiver of another rank decodes it with its own context.
     std::vector<float> out(d.n);
-    EXPECT_TRUE(ref::decompress(d, at_step(step, 3), p0, Span<float>(out)).ok());
+    EXPECT_TRUE(ref::decompress(d, test::at_step(step, 3), p0, Span<float>(out)).ok());
     by_step.push_back(p0);
   }
   // ... while the blocks do change from step to step (bodies differ).
@@ -258,7 +200,7 @@ std::vector<std::uint64_t> block_hits(const CompressorDesc& d, int steps, bool b
       }
       continue;
     }
-    auto out = roundtrip(d, in, at_step(std::uint32_t(s)));
+    auto out = roundtrip(d, in, test::at_step(std::uint32_t(s)));
     std::uint64_t nonzero = 0, first = d.n;
     for (std::uint64_t i = 0; i < d.n; ++i)
       if (out[i] != 0.0f) {
@@ -281,36 +223,23 @@ TEST(Grbs, ExpectedDensityIsRhoLayerTimesRho0TimesRho1) {
   // 0.5 / 8 = 1/16 per step and the mean selected fraction is 0.5 * 0.25 * 0.5 = 1/16.
   const auto d = desc_or_die("grbs:shapes=64x32x3,rho_layer=0.5,rho0=0.25,rho1=0.5,seed=21");
   const int steps = 3000;
-  const double zmax = bonferroni_z(1e-6, 8);
+  const double zmax = test::bonferroni_z(1e-6, 8);
   double fraction = 0.0;
   auto hits = block_hits(d, steps, false, &fraction);
-  EXPECT_LT(max_abs_z(hits, steps, 1.0 / 16.0), zmax);
+  EXPECT_LT(test::max_binomial_z(hits, steps, 1.0 / 16.0), zmax);
   // The fraction is 1/8 with probability 1/2 and 0 otherwise: sd of the mean = 1/16 / sqrt(S).
   EXPECT_NEAR(fraction, 0.5 * 0.25 * 0.5, 5.0 * (1.0 / 16.0) / std::sqrt(double(steps)));
   // Negative control: the same test flags a rule that never picks the last row block.
   double biased_fraction = 0.0;
   auto biased = block_hits(d, steps, true, &biased_fraction);
-  EXPECT_GT(max_abs_z(biased, steps, 1.0 / 16.0), zmax);
+  EXPECT_GT(test::max_binomial_z(biased, steps, 1.0 / 16.0), zmax);
 }
 
 TEST(Grbs, LinearSoPayloadsCanBeAllreduced) {
   const auto d = desc_or_die("grbs:shapes=33x7/100/5x4x3,rho_layer=0.7,rho0=0.3,rho1=0.5,seed=4");
   const auto a = test::normal_data(d.n, 5), b = test::normal_data(d.n, 6);
-  std::vector<float> sum(d.n);
-  for (std::size_t i = 0; i < sum.size(); ++i) sum[i] = a[i] + b[i];
-  for (std::uint32_t step = 0; step < 10; ++step) {
-    const auto pa = compress_ok(d, a, at_step(step)), pb = compress_ok(d, b, at_step(step));
-    const auto ps = compress_ok(d, sum, at_step(step));
-    ASSERT_GE(pa.size(), 32u);
-    ASSERT_EQ(pa.size(), ps.size());
-    ASSERT_EQ(pb.size(), ps.size());
-    EXPECT_TRUE(std::equal(pa.begin(), pa.begin() + 32, ps.begin()));  // same header
-    for (std::size_t j = 32; j + 4 <= pa.size(); j += 4)  // body(a) + body(b) == body(a + b)
-      EXPECT_EQ(load_f32(pa.data() + j) + load_f32(pb.data() + j), load_f32(ps.data() + j));
-    const auto oa = roundtrip(d, a, at_step(step)), ob = roundtrip(d, b, at_step(step));
-    const auto os = roundtrip(d, sum, at_step(step));
-    for (std::size_t i = 0; i < d.n; ++i) EXPECT_EQ(oa[i] + ob[i], os[i]);
-  }
+  for (std::uint32_t step = 0; step < 10; ++step)
+    ASSERT_NO_FATAL_FAILURE(test::expect_linear_payloads(d, a, b, step)) << "step " << step;
 }
 
 TEST(Grbs, PayloadSizeFormulaAndRoundTripAtEdgeSizes) {
@@ -327,17 +256,17 @@ TEST(Grbs, PayloadSizeFormulaAndRoundTripAtEdgeSizes) {
     const auto in = test::normal_data(n, 3);
     for (std::uint32_t step : {0u, 7u}) {
       std::vector<std::uint8_t> p;
-      auto out = roundtrip(d, in, at_step(step), &p);
+      auto out = roundtrip(d, in, test::at_step(step), &p);
       ASSERT_LE(p.size(), ref::payload_bytes(d)) << "n = " << n;
       if (n == 0) {
         EXPECT_EQ(p.size(), 32u);
-        EXPECT_EQ(count_of(p), 0u);
+        EXPECT_EQ(test::count_of(p), 0u);
         continue;
       }
       // The block from the documented stream: b0 = uniform_below(ceil(n / k0)) at draw 1.
       const std::uint64_t b0 = grbs_stream(8, step).uniform_below((n + k - 1) / k, 0, 1);
       const std::uint64_t lo = b0 * k, hi = std::min(lo + k, n);
-      EXPECT_EQ(count_of(p), hi - lo) << "n = " << n;
+      EXPECT_EQ(test::count_of(p), hi - lo) << "n = " << n;
       EXPECT_EQ(p.size(), 32 + 4 * (hi - lo)) << "n = " << n;  // exactly count values
       for (std::uint64_t i = 0; i < n; ++i)
         ASSERT_EQ(out[i], (i >= lo && i < hi) ? in[i] : 0.0f) << "n = " << n << " i = " << i;
@@ -354,18 +283,18 @@ TEST(Grbs, WholeTensorsAreSentDenseWithTheFlag) {
   const auto in = test::normal_data(17, 7);
   std::vector<std::uint8_t> p;
   auto out = roundtrip(d, in, {}, &p);
-  auto want = header_bytes(17, 0, 17, 68, kFlagDense);
-  for (float v : in) append_f32(want, v);
+  auto want = test::expected_header_at(kGrbsId, 17, 0, 0, 17, 68, kFlagDense);
+  for (float v : in) test::append_f32(want, v);
   EXPECT_EQ(p, want);
   EXPECT_EQ(out, in);
   // n = 1 with the default rho0: k0 = max(1, round(1/32)) = 1 = d0: dense as well.
   const auto one = desc_or_die("grbs:n=1");
-  auto p1 = compress_ok(one, {-2.5f});
-  EXPECT_EQ(flags_of(p1), kFlagDense);
+  auto p1 = test::compress_ok(one, {-2.5f});
+  EXPECT_EQ(test::flags_of(p1), kFlagDense);
   EXPECT_EQ(roundtrip(one, {-2.5f}), std::vector<float>{-2.5f});
   // rho_layer < 1 may skip the tensor, so it is not dense.
-  auto p2 = compress_ok(desc_or_die("grbs:shapes=3x4/5,rho0=1,rho1=1,rho_layer=0.99"), in);
-  EXPECT_EQ(flags_of(p2), 0);
+  auto p2 = test::compress_ok(desc_or_die("grbs:shapes=3x4/5,rho0=1,rho1=1,rho_layer=0.99"), in);
+  EXPECT_EQ(test::flags_of(p2), 0);
 }
 
 TEST(Grbs, RhoLayerZeroSendsNothingAndZerosStayZero) {
@@ -373,8 +302,8 @@ TEST(Grbs, RhoLayerZeroSendsNothingAndZerosStayZero) {
   const auto in = test::normal_data(73, 9);
   for (std::uint32_t step = 0; step < 5; ++step) {
     std::vector<std::uint8_t> p;
-    auto out = roundtrip(none, in, at_step(step), &p);
-    EXPECT_EQ(count_of(p), 0u);
+    auto out = roundtrip(none, in, test::at_step(step), &p);
+    EXPECT_EQ(test::count_of(p), 0u);
     EXPECT_EQ(out, std::vector<float>(73, 0.0f));
   }
   const auto d = desc_or_die("grbs:shapes=8x8/9,rho0=0.5,rho1=0.5");
@@ -400,27 +329,23 @@ TEST(Grbs, CorruptPayloadsAreRejected) {
   // A step where the shorter last block is selected (count 1, body 4 bytes).
   std::uint32_t step = 0;
   while (grbs_stream(3, step).uniform_below(3, 0, 1) != 2) ++step;
-  const auto ctx = at_step(step);
-  const auto good = compress_ok(d, in, ctx);
+  const auto ctx = test::at_step(step);
+  const auto good = test::compress_ok(d, in, ctx);
   ASSERT_EQ(good.size(), 36u);
   test::expect_truncations_rejected(d, good, ctx);
   std::vector<float> out(5, 0.0f);
-  auto expect_bad = [&](std::vector<std::uint8_t> p, const char* what) {
-    Status s = ref::decompress(d, ctx, p, Span<float>(out));
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what << ": " << s.to_string();
-  };
   auto p = good;
   store_u32(p.data() + 24, 2);  // count disagrees with the shared stream
-  expect_bad(p, "count + 1");
+  test::expect_corrupt(d, p, "", ctx, "count + 1");
   p = good;
   store_u32(p.data() + 24, 0);
-  expect_bad(p, "count 0");
+  test::expect_corrupt(d, p, "", ctx, "count 0");
   p = good;
   p[7] = kFlagDense;
-  expect_bad(p, "dense flag");
+  test::expect_corrupt(d, p, "", ctx, "dense flag");
   p = good;
   store_f32(p.data() + 32, std::nanf(""));
-  expect_bad(p, "NaN value under nonfinite=error");
+  test::expect_corrupt(d, p, "", ctx, "NaN value under nonfinite=error");
   // Extra trailing bytes with a consistent header (body_bytes updated): the body must be exactly
   // 4 * count bytes, so neither a zero-padded body (the largest selection, 8 bytes) nor one
   // stray byte is accepted.
@@ -428,21 +353,22 @@ TEST(Grbs, CorruptPayloadsAreRejected) {
     p = good;
     p.resize(good.size() + extra, 0);
     store_u32(p.data() + 28, 4 + extra);
-    expect_bad(p, extra == 4 ? "zero-padded to the largest selection" : "one trailing byte");
+    test::expect_corrupt(d, p, "", ctx,
+                         extra == 4 ? "zero-padded to the largest selection" : "one trailing byte");
   }
   // A full-size body with count 2 is rejected too (the stream selects 1 value at this step).
   p = good;
   p.resize(40, 0);
   store_u32(p.data() + 24, 2);
   store_u32(p.data() + 28, 8);
-  expect_bad(p, "count 2 with an 8-byte body");
+  test::expect_corrupt(d, p, "", ctx, "count 2 with an 8-byte body");
   // A payload of another tensor_id or step is rejected by the header check.
   ref::CompressContext other = ctx;
   other.tensor_id = 1;
   EXPECT_EQ(ref::decompress(d, other, good, Span<float>(out)).code(), StatusCode::kCorruptPayload);
   // With propagate the same NaN value is accepted.
   const auto prop = desc_or_die("grbs:n=5,rho0=0.4,seed=3,nonfinite=propagate");
-  p = compress_ok(prop, in, ctx);
+  p = test::compress_ok(prop, in, ctx);
   store_f32(p.data() + 32, std::nanf(""));
   EXPECT_TRUE(ref::decompress(prop, ctx, p, Span<float>(out)).ok());
 }

@@ -18,38 +18,11 @@ using test::roundtrip;
 
 constexpr std::uint8_t kPowerSgdId = 17;
 
-std::vector<std::uint8_t> header_bytes(std::uint64_t n, std::uint32_t count, std::uint32_t body) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kPowerSgdId, 0};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append_u32(std::vector<std::uint8_t>& v, std::uint32_t u) {
-  for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(u >> (8 * i)));
-}
-
 ref::CompressContext with_state(ref::PowerSgdState* state, std::uint32_t step = 0) {
   ref::CompressContext ctx;
   ctx.powersgd = state;
   ctx.step = step;
   return ctx;
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-// The count field of a payload, or a sentinel when the payload is too short to hold a header (a
-// failed compress must fail the test, not crash the binary).
-std::uint32_t count_of(const std::vector<std::uint8_t>& p) {
-  return p.size() >= 32 ? load_u32(p.data() + 24) : 0xFFFFFFFFu;
 }
 
 double dist_sq(const std::vector<float>& a, const std::vector<float>& b) {
@@ -68,8 +41,8 @@ TEST(PowerSgd, WorkedExample7) {
   std::vector<std::uint8_t> p;
   const std::vector<float> m = {1, 2, 3, 4};
   auto out = roundtrip(d, m, with_state(&state), &p);
-  ASSERT_EQ(p.size(), 32u + 16u);  // r'(n + m) = 1 * (2 + 2) floats
-  EXPECT_EQ(count_of(p), 1u);      // count = one segment
+  ASSERT_EQ(p.size(), 32u + 16u);    // r'(n + m) = 1 * (2 + 2) floats
+  EXPECT_EQ(test::count_of(p), 1u);  // count = one segment
   const double s10 = std::sqrt(10.0);
   EXPECT_NEAR(load_f32(p.data() + 32), 1.0 / s10, 1e-6);
   EXPECT_NEAR(load_f32(p.data() + 36), 3.0 / s10, 1e-6);
@@ -97,9 +70,9 @@ TEST(PowerSgd, KnownAnswerBytes) {
   const std::vector<float> m = {1, 5, 1, -3, 1, 2, 1, 0};
   std::vector<std::uint8_t> p;
   auto out = roundtrip(d, m, with_state(&state), &p);
-  auto want = header_bytes(8, 1, 24);
-  for (int i = 0; i < 4; ++i) append_u32(want, 0x3F000000u);  // 0.5f
-  for (int i = 0; i < 2; ++i) append_u32(want, 0x40000000u);  // 2.0f
+  auto want = test::expected_header(kPowerSgdId, 8, 1, 24);
+  for (int i = 0; i < 4; ++i) test::append_u32(want, 0x3F000000u);  // 0.5f
+  for (int i = 0; i < 2; ++i) test::append_u32(want, 0x40000000u);  // 2.0f
   EXPECT_EQ(p, want);
   EXPECT_EQ(out, std::vector<float>(8, 1.0f));
 }
@@ -181,11 +154,11 @@ TEST(PowerSgd, ContractionAndSharedInitialQ) {
   for (std::uint32_t rank = 1; rank < 4; ++rank) {
     ref::CompressContext ctx;
     ctx.rank = rank;
-    EXPECT_EQ(compress_ok(d, m, ctx), p0) << "rank " << rank;  // the initial Q is shared
+    EXPECT_EQ(test::compress_ok(d, m, ctx), p0) << "rank " << rank;  // the initial Q is shared
   }
   ref::CompressContext later;
   later.step = 1;
-  auto p1 = compress_ok(d, m, later);
+  auto p1 = test::compress_ok(d, m, later);
   ASSERT_GE(p0.size(), 32u);
   ASSERT_EQ(p1.size(), p0.size());
   EXPECT_FALSE(std::equal(p1.begin() + 32, p1.end(), p0.begin() + 32));  // fresh Q per step
@@ -255,7 +228,7 @@ TEST(PowerSgd, VectorSegmentsAreSentDense) {
   std::vector<std::uint8_t> p;
   auto out = roundtrip(d, in, {}, &p);
   ASSERT_EQ(p.size(), 32u + 4 * 27);
-  EXPECT_EQ(count_of(p), 3u);
+  EXPECT_EQ(test::count_of(p), 3u);
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(load_u32(p.data() + 32 + 4 * (14 + i)), float_bits(in[12 + i]));
     EXPECT_EQ(out[12 + i], in[12 + i]);
@@ -357,7 +330,7 @@ TEST(PowerSgd, PayloadSizeFormula) {
     std::vector<std::uint8_t> p;
     auto out = roundtrip(d, in, {}, &p);
     ASSERT_EQ(p.size(), 32 + 4 * n);
-    EXPECT_EQ(count_of(p), n == 0 ? 0u : 1u);
+    EXPECT_EQ(test::count_of(p), n == 0 ? 0u : 1u);
     EXPECT_EQ(out, in) << "n = " << n;
   }
   // A large matrix stays fast: 1024 x 1024 at rank 4 (E10 is not expected; just sizes/finite).
@@ -372,32 +345,28 @@ TEST(PowerSgd, PayloadSizeFormula) {
 TEST(PowerSgd, CorruptPayloadsAreRejected) {
   const auto d = desc_or_die("powersgd:shapes=4x3/5,rank=2,seed=8");
   const auto in = test::normal_data(17, 3);
-  const auto good = compress_ok(d, in);
+  const auto good = test::compress_ok(d, in);
   ASSERT_EQ(good.size(), 32u + 4u * (2 * 7 + 5));
   test::expect_truncations_rejected(d, good);
   std::vector<float> out(17);
-  auto bad = [&](std::vector<std::uint8_t> p, const char* what) {
-    Status s = ref::decompress(d, {}, p, Span<float>(out));
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what << ": " << s.to_string();
-  };
   auto p = good;
   store_u32(p.data() + 24, 1);
-  bad(p, "count 1 for 2 segments");
+  test::expect_corrupt(d, p, "", {}, "count 1 for 2 segments");
   p = good;
   store_u32(p.data() + 24, 17);
-  bad(p, "count n");
+  test::expect_corrupt(d, p, "", {}, "count n");
   p = good;
   p[7] = kFlagDense;
-  bad(p, "dense flag");
+  test::expect_corrupt(d, p, "", {}, "dense flag");
   p = good;
   store_f32(p.data() + 32, 1.5f);  // P^[0]: a unit column has no entry above 1
-  bad(p, "|P^| > 1");
+  test::expect_corrupt(d, p, "", {}, "|P^| > 1");
   p = good;
   store_f32(p.data() + 32 + 4 * 8, std::nanf(""));  // Q[0]
-  bad(p, "NaN in Q");
+  test::expect_corrupt(d, p, "", {}, "NaN in Q");
   p = good;
   store_f32(p.data() + 32 + 4 * 14, -INFINITY);  // the vector's first value
-  bad(p, "Inf in a vector value");
+  test::expect_corrupt(d, p, "", {}, "Inf in a vector value");
   // Decoding is stateless: a valid payload decodes the same with or without a state.
   ref::PowerSgdState state;
   EXPECT_TRUE(ref::decompress(d, with_state(&state), good, Span<float>(out)).ok());

@@ -155,6 +155,8 @@ TEST(Presets, ResolveToThePipelineOfSection33) {
   EXPECT_EQ(ps.aggregation, Aggregation::kPowerSgd);
   EXPECT_EQ(ps.up.rank, 4u);
   EXPECT_EQ(ps.momentum_placement, MomentumPlacement::kPost);
+  EXPECT_TRUE(ps.nesterov_adds_buffer);
+  EXPECT_FALSE(resolve_or_die("sgdm:nesterov=1").nesterov_adds_buffer);
   EXPECT_EQ(resolve_or_die("sgdm").up.kind, CompressorKind::kIdentity);
 }
 

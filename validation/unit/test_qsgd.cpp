@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <string>
 
@@ -14,36 +13,6 @@ namespace gradcomp {
 namespace {
 
 using test::desc_or_die;
-
-// A 32-byte header written field by field (little endian), independent of write_header().
-std::vector<std::uint8_t> hand_header(CompressorKind kind, std::uint64_t n, std::uint32_t step,
-                                      std::uint32_t tensor_id, std::uint32_t count,
-                                      std::uint32_t body_bytes, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, static_cast<std::uint8_t>(kind), flags};
-  auto le = [&](std::uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) h.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  };
-  le(n, 8);
-  le(step, 4);
-  le(tensor_id, 4);
-  le(count, 4);
-  le(body_bytes, 4);
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes);
-}
-
-// First seed whose rounding uniforms for (step, tensor, rank) satisfy `ok`.
-std::uint64_t find_seed(std::uint32_t step, std::uint32_t tensor, std::uint32_t rank,
-                        const std::function<bool(const RngStream&)>& ok) {
-  for (std::uint64_t seed = 0; seed < 100000; ++seed) {
-    if (ok(RngStream(seed, RngPurpose::kQsgdRounding, step, tensor, rank))) return seed;
-  }
-  ADD_FAILURE() << "no seed found";
-  return 0;
-}
 
 // QSGD written directly from algorithms.md §4.3 (one call per bucket), for comparison with
 // the oracle: norm in double rounded to f32, r = s|v|/N, level = floor(r) + [u < frac(r)].
@@ -69,22 +38,6 @@ std::vector<float> qsgd_formula(const CompressorDesc& d, const ref::CompressCont
   return out;
 }
 
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& v,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, v, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-Status decode(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-              std::vector<float>* out = nullptr, const ref::CompressContext& ctx = {}) {
-  std::vector<float> o(d.n, 0.0f);
-  Status s = ref::decompress(d, ctx, p, Span<float>(o));
-  if (out) *out = o;
-  return s;
-}
-
 // §8 example 4: L2, s = 2, v = [3, -4, 0]: ||v|| = 5, r = [1.2, 1.6, 0], p = [0.2, 0.6, 0].
 // With u = [<0.2, >=0.6, *]: levels [2, 1, 0] -> Q(v) = [5, -2.5, 0].
 // L = ceil(log2 3) = 2, so each code is 3 bits: sign | level << 1.
@@ -96,29 +49,29 @@ TEST(Qsgd, KnownAnswerExample4) {
   ctx.step = 3;
   ctx.tensor_id = 4;
   ctx.rank = 2;
-  const std::uint64_t seed = find_seed(3, 4, 2, [](const RngStream& s) {
-    return s.uniform_float(0) < 0.15f && s.uniform_float(1) >= 0.65f;
-  });
+  const std::uint64_t seed = test::find_seed(
+      RngPurpose::kQsgdRounding, 3, 4, 2,
+      [](const RngStream& s) { return s.uniform_float(0) < 0.15f && s.uniform_float(1) >= 0.65f; });
   const auto d = desc_or_die("qsgd:n=3,levels=2,norm=l2,seed=" + std::to_string(seed));
   const std::vector<float> v = {3.0f, -4.0f, 0.0f};
-  const auto p = compress_ok(d, v, ctx);
-  auto expected = hand_header(CompressorKind::kQsgd, 3, 3, 4, 1, 8);
-  append(expected, {0x1C, 0x00, 0x00, 0x00, 0x00, 0x00, 0xA0, 0x40});
+  const auto p = test::compress_ok(d, v, ctx);
+  auto expected = test::expected_header_at(CompressorKind::kQsgd, 3, 3, 4, 1, 8);
+  test::append_bytes(expected, {0x1C, 0x00, 0x00, 0x00, 0x00, 0x00, 0xA0, 0x40});
   EXPECT_EQ(p, expected);
   std::vector<float> out;
-  ASSERT_TRUE(decode(d, p, &out, ctx).ok());
+  ASSERT_TRUE(test::decode(d, p, &out, ctx).ok());
   EXPECT_EQ(out, (std::vector<float>{5.0f, -2.5f, 0.0f}));
 
   // Other draw: u = [>=0.2, <0.6]: levels [1, 2, 0] -> Q(v) = [2.5, -5, 0].
   // code0 = 0b010, code1 = 1 | 2<<1 = 0b101: word = 0b101010 = 0x2A.
-  const std::uint64_t seed2 = find_seed(3, 4, 2, [](const RngStream& s) {
-    return s.uniform_float(0) >= 0.25f && s.uniform_float(1) < 0.55f;
-  });
+  const std::uint64_t seed2 = test::find_seed(
+      RngPurpose::kQsgdRounding, 3, 4, 2,
+      [](const RngStream& s) { return s.uniform_float(0) >= 0.25f && s.uniform_float(1) < 0.55f; });
   const auto d2 = desc_or_die("qsgd:n=3,levels=2,norm=l2,seed=" + std::to_string(seed2));
-  const auto p2 = compress_ok(d2, v, ctx);
+  const auto p2 = test::compress_ok(d2, v, ctx);
   expected[kHeaderBytes] = 0x2A;
   EXPECT_EQ(p2, expected);
-  ASSERT_TRUE(decode(d2, p2, &out, ctx).ok());
+  ASSERT_TRUE(test::decode(d2, p2, &out, ctx).ok());
   EXPECT_EQ(out, (std::vector<float>{2.5f, -5.0f, 0.0f}));
 }
 
@@ -130,12 +83,12 @@ TEST(Qsgd, KnownAnswerExample4) {
 TEST(Qsgd, KnownAnswerMaxNormTwoBuckets) {
   const auto d = desc_or_die("qsgd:n=4,levels=4,norm=max,bucket=2,seed=9");
   const std::vector<float> v = {-2.0f, 1.0f, 0.5f, 2.0f};
-  const auto p = compress_ok(d, v);
-  auto expected = hand_header(CompressorKind::kQsgd, 4, 0, 0, 2, 12);
-  append(expected, {0x49, 0x82, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0x40});
+  const auto p = test::compress_ok(d, v);
+  auto expected = test::expected_header_at(CompressorKind::kQsgd, 4, 0, 0, 2, 12);
+  test::append_bytes(expected, {0x49, 0x82, 0, 0, 0, 0, 0, 0x40, 0, 0, 0, 0x40});
   EXPECT_EQ(p, expected);
   std::vector<float> out;
-  ASSERT_TRUE(decode(d, p, &out).ok());
+  ASSERT_TRUE(test::decode(d, p, &out).ok());
   EXPECT_EQ(out, v);
 }
 
@@ -147,15 +100,9 @@ TEST(Qsgd, MatchesTheFormulaAtEdgeSizesAndOptions) {
     for (std::uint64_t n : test::edge_sizes()) {
       if (n > 5000 && std::string(opts).find("levels=1,") == std::string::npos) continue;
       const auto d = desc_or_die("qsgd:seed=5,n=" + std::to_string(n) + "," + opts);
-      ref::CompressContext ctx;
-      ctx.step = 7;
-      ctx.tensor_id = 1;
-      ctx.rank = 3;
-      const auto v = test::normal_data(n, 21);
-      std::vector<std::uint8_t> p;
-      const auto out = test::roundtrip(d, v, ctx, &p);
-      EXPECT_EQ(out, qsgd_formula(d, ctx, v)) << d.to_string();
-      if (n > 0 && n <= 4097) test::expect_truncations_rejected(d, p, ctx);
+      const auto ctx = test::context_at(7, 1, 3);
+      test::expect_matches_formula(d, ctx, 21,
+                                   [&](const auto& v) { return qsgd_formula(d, ctx, v); });
     }
   }
 }
@@ -188,55 +135,7 @@ TEST(Qsgd, PayloadSizeFormula) {
   }
   // Actual payloads agree (the dispatcher also checks this), e.g. n = 33, s = 1: 66 bits ->
   // 3 words, 1 bucket -> 32 + 12 + 4 = 48 bytes.
-  EXPECT_EQ(compress_ok(desc_or_die("qsgd:n=33"), test::normal_data(33)).size(), 48u);
-}
-
-// Statistical test: max over elements of |mean - expected| / sqrt(var / trials), against a
-// Bonferroni threshold for `count` two-sided tests at family-wise level 1e-4.
-double bonferroni_z(std::size_t count) {
-  // Two-sided tail 1e-4 / count: z from the normal tail via a bisection on erfc.
-  const double target = 1e-4 / static_cast<double>(count);
-  double lo = 0, hi = 40;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
-  }
-  return hi;
-}
-
-struct Moments {
-  std::vector<double> sum, sum_sq;
-  int trials = 0;
-};
-
-Moments sample(std::size_t n, int trials,
-               const std::function<std::vector<float>(std::uint32_t)>& draw) {
-  Moments m{std::vector<double>(n, 0.0), std::vector<double>(n, 0.0), trials};
-  for (int t = 0; t < trials; ++t) {
-    const auto q = draw(static_cast<std::uint32_t>(t));
-    for (std::size_t i = 0; i < n; ++i) {
-      m.sum[i] += q[i];
-      m.sum_sq[i] += double(q[i]) * q[i];
-    }
-  }
-  return m;
-}
-
-// Largest z-score of the sample mean against `mean` with per-element variance `var`. Elements
-// with zero variance must match exactly (reported as +inf otherwise).
-double max_mean_z(const Moments& m, const std::vector<double>& mean,
-                  const std::vector<double>& var) {
-  double worst = 0;
-  for (std::size_t i = 0; i < mean.size(); ++i) {
-    const double avg = m.sum[i] / m.trials;
-    if (var[i] == 0) {
-      if (std::fabs(avg - mean[i]) > 1e-6 * std::fabs(mean[i]))
-        worst = std::numeric_limits<double>::infinity();
-      continue;
-    }
-    worst = std::max(worst, std::fabs(avg - mean[i]) / std::sqrt(var[i] / m.trials));
-  }
-  return worst;
+  EXPECT_EQ(test::compress_ok(desc_or_die("qsgd:n=33"), test::normal_data(33)).size(), 48u);
 }
 
 // Per-element QSGD moments for one bucket: E = v, Var = (N/s)^2 p (1 - p).
@@ -265,15 +164,16 @@ TEST(Qsgd, UnbiasedWithTheDocumentedVarianceAndBiasedControlFails) {
   qsgd_moments(v, N, s, &var, &fourth);
   const std::vector<double> mean(v.begin(), v.end());
   const int trials = 20000;
-  const double z_max = bonferroni_z(2 * n);  // mean and variance tests of every element
+  const double z_max = test::bonferroni_z(
+      1e-4, static_cast<double>(2 * n));  // mean and variance tests of every element
 
   auto oracle = [&](std::uint32_t step) {
     ref::CompressContext ctx;
     ctx.step = step;  // a fresh key each trial
     return test::roundtrip(d, v, ctx);
   };
-  const Moments m = sample(n, trials, oracle);
-  EXPECT_LT(max_mean_z(m, mean, var), z_max);
+  const auto m = test::monte_carlo_sums(n, trials, oracle);
+  EXPECT_LT(test::max_mean_z(m, mean, var), z_max);
   // Variance: the sample variance has variance ~ (mu4 - var^2) / trials.
   double worst_var_z = 0, mse = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -299,7 +199,7 @@ TEST(Qsgd, UnbiasedWithTheDocumentedVarianceAndBiasedControlFails) {
     }
     return q;
   };
-  EXPECT_GT(max_mean_z(sample(n, trials, biased), mean, var), z_max);
+  EXPECT_GT(test::max_mean_z(test::monte_carlo_sums(n, trials, biased), mean, var), z_max);
 }
 
 TEST(Qsgd, RoundingUsesThePerRankIndependentStream) {
@@ -307,13 +207,14 @@ TEST(Qsgd, RoundingUsesThePerRankIndependentStream) {
   const auto v = test::normal_data(4097, 2);
   ref::CompressContext a, b;
   b.rank = 1;
-  const auto pa = compress_ok(d, v, a), pb = compress_ok(d, v, b);
+  const auto pa = test::compress_ok(d, v, a), pb = test::compress_ok(d, v, b);
   EXPECT_NE(pa, pb);  // independent randomness per rank
   ref::CompressContext c = a;
   c.tensor_id = 1;
-  EXPECT_NE(pa, compress_ok(d, v, c));
+  EXPECT_NE(pa, test::compress_ok(d, v, c));
   std::vector<float> out;
-  ASSERT_TRUE(decode(d, pb, &out, a).ok()) << "decoding needs no rank: the payload is complete";
+  ASSERT_TRUE(test::decode(d, pb, &out, a).ok())
+      << "decoding needs no rank: the payload is complete";
   EXPECT_EQ(out, qsgd_formula(d, b, v));
 }
 
@@ -325,7 +226,8 @@ TEST(Qsgd, CornerCases) {
   }
   // n = 0: empty body, count 0.
   const auto d0 = desc_or_die("qsgd:n=0");
-  EXPECT_EQ(compress_ok(d0, {}), hand_header(CompressorKind::kQsgd, 0, 0, 0, 0, 0));
+  EXPECT_EQ(test::compress_ok(d0, {}),
+            test::expected_header_at(CompressorKind::kQsgd, 0, 0, 0, 0, 0));
   // All zero: norm 0, level 0, no division; -0.0 is coded with sign 0.
   const auto dz = desc_or_die("qsgd:n=40,bucket=8");
   std::vector<float> z(40, 0.0f);
@@ -366,8 +268,8 @@ TEST(Qsgd, NonFinitePolicy) {
       test::roundtrip(desc_or_die("qsgd:n=20,bucket=10,norm=max,nonfinite=propagate"), v);
   EXPECT_TRUE(std::isinf(oi[4]) && oi[4] < 0);
   // A NaN norm is refused when the descriptor says nonfinite=error.
-  p = compress_ok(dp, v);
-  EXPECT_EQ(decode(d, p).code(), StatusCode::kCorruptPayload);
+  p = test::compress_ok(dp, v);
+  EXPECT_EQ(test::decode(d, p).code(), StatusCode::kCorruptPayload);
 }
 
 // Every field of the body is checked.
@@ -375,14 +277,9 @@ TEST(Qsgd, CorruptPayloadsAreRejected) {
   // n = 5, s = 2 -> 3-bit codes, 15 bits in one word; bucket 3 -> 2 norms at bytes 4 and 8.
   const auto d = desc_or_die("qsgd:n=5,levels=2,bucket=3,norm=max,seed=1");
   const std::vector<float> v = {1.0f, -2.0f, 0.5f, 0.0f, 3.0f};
-  const auto good = compress_ok(d, v);
+  const auto good = test::compress_ok(d, v);
   ASSERT_EQ(good.size(), kHeaderBytes + 12);
-  ASSERT_TRUE(decode(d, good).ok());
-  auto expect_bad = [&](std::vector<std::uint8_t> p, const char* what, const char* msg) {
-    Status s = decode(d, p);
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what;
-    EXPECT_NE(s.message().find(msg), std::string::npos) << what << ": " << s.message();
-  };
+  ASSERT_TRUE(test::decode(d, good).ok());
   auto set_code = [&](std::vector<std::uint8_t> p, int i, std::uint32_t code) {
     std::uint32_t w = load_u32(p.data() + kHeaderBytes);
     w = (w & ~(7u << (3 * i))) | (code << (3 * i));
@@ -390,39 +287,29 @@ TEST(Qsgd, CorruptPayloadsAreRejected) {
     return p;
   };
   // Element 3 is 0.0 in bucket [0, 3.0] with N = 3: level 0, code 0.
-  expect_bad(set_code(good, 3, 0b111), "level 3 > s = 2", "level 3");
-  expect_bad(set_code(good, 3, 0b001), "level 0 with sign", "sign");
+  test::expect_corrupt(d, set_code(good, 3, 0b111), "level 3", {}, "level 3 > s = 2");
+  test::expect_corrupt(d, set_code(good, 3, 0b001), "sign", {}, "level 0 with sign");
   auto p = good;
   p[kHeaderBytes + 2] |= 0x80;  // bit 23: padding after 15 bits
-  expect_bad(p, "padding", "padding");
+  test::expect_corrupt(d, p, "padding", {}, "padding");
   for (float bad : {-1.0f, -0.0f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
     p = good;
     store_f32(p.data() + kHeaderBytes + 8, bad);
-    expect_bad(p, "bad norm", "norm[1]");
+    test::expect_corrupt(d, p, "norm[1]", {}, "bad norm");
   }
   // Under nonfinite=propagate +NaN / +Inf norms decode, but a sign bit (-NaN) never does.
   const auto dp = desc_or_die("qsgd:n=5,levels=2,bucket=3,norm=max,seed=1,nonfinite=propagate");
   p = good;
   store_u32(p.data() + kHeaderBytes + 8, 0x7FC00000u);
-  EXPECT_TRUE(decode(dp, p).ok());
+  EXPECT_TRUE(test::decode(dp, p).ok());
   store_u32(p.data() + kHeaderBytes + 8, 0xFFC00000u);
-  EXPECT_EQ(decode(dp, p).code(), StatusCode::kCorruptPayload);
+  EXPECT_EQ(test::decode(dp, p).code(), StatusCode::kCorruptPayload);
   // A zero norm with a non-zero level.
   p = good;
   store_f32(p.data() + kHeaderBytes + 8, 0.0f);
-  expect_bad(p, "zero norm, level > 0", "norm is 0");
-  p = good;
-  store_u32(p.data() + 24, 3);  // count
-  expect_bad(p, "count", "count");
-  p = good;
-  p[7] = kFlagDense;
-  expect_bad(p, "dense flag", "flags");
-  // A body length that matches the header but not the descriptor.
-  p = good;
-  p.insert(p.end(), {0, 0, 0, 0});
-  store_u32(p.data() + 28, 16);
-  expect_bad(p, "long body", "body");
-  test::expect_truncations_rejected(d, good);
+  test::expect_corrupt(d, p, "norm is 0", {}, "zero norm, level > 0");
+  // A wrong count, the dense flag, a body longer than the descriptor's, truncations.
+  test::expect_header_corruptions_rejected(d, good, 3);
 }
 
 }  // namespace

@@ -19,32 +19,6 @@ namespace {
 
 using test::desc_or_die;
 
-std::vector<std::uint8_t> hand_header(CompressorKind kind, std::uint64_t n, std::uint32_t count,
-                                      std::uint32_t body_bytes, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, static_cast<std::uint8_t>(kind), flags};
-  auto le = [&](std::uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) h.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  };
-  le(n, 8);
-  le(0, 4);  // step
-  le(0, 4);  // tensor_id
-  le(count, 4);
-  le(body_bytes, 4);
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes);
-}
-
-Status decode(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-              std::vector<float>* out = nullptr, const ref::CompressContext& ctx = {}) {
-  std::vector<float> o(d.n, 0.0f);
-  Status s = ref::decompress(d, ctx, p, Span<float>(o));
-  if (out) *out = o;
-  return s;
-}
-
 // Floyd's sampling keyed as documented (draw j uses element j), written out here.
 std::vector<std::uint32_t> floyd(const RngStream& rng, std::uint64_t n, std::uint64_t k) {
   std::set<std::uint32_t> s;
@@ -107,8 +81,8 @@ std::vector<float> qsparse_formula(const CompressorDesc& d, const ref::CompressC
 // [0, -8/3, 0, 32/9, 0]. Same payload (the scaling is applied by the decoder).
 TEST(QsgdTopK, KnownAnswer) {
   const std::vector<float> v = {0.5f, -3.0f, 0.0f, 4.0f, 1.0f};
-  auto expected = hand_header(CompressorKind::kQsgdTopK, 5, 2, 16);
-  append(expected, {1, 0, 0, 0, 3, 0, 0, 0, 0x87, 0, 0, 0, 0, 0, 0x80, 0x40});
+  auto expected = test::expected_header(CompressorKind::kQsgdTopK, 5, 2, 16);
+  test::append_bytes(expected, {1, 0, 0, 0, 3, 0, 0, 0, 0x87, 0, 0, 0, 0, 0, 0x80, 0x40});
   std::vector<std::uint8_t> p;
   auto out = test::roundtrip(desc_or_die("qsgd_topk:n=5,k=2,levels=4,norm=max"), v, {}, &p);
   EXPECT_EQ(p, expected);
@@ -127,8 +101,8 @@ TEST(QsgdTopK, KnownAnswerTies) {
     const auto d = desc_or_die(std::string("qsgd_topk:n=4,k=1,levels=1,norm=") + norm);
     std::vector<std::uint8_t> p;
     const auto out = test::roundtrip(d, {3.0f, -3.0f, 1.0f, 2.0f}, {}, &p);
-    auto expected = hand_header(CompressorKind::kQsgdTopK, 4, 1, 12);
-    append(expected, {0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0x40, 0x40});
+    auto expected = test::expected_header(CompressorKind::kQsgdTopK, 4, 1, 12);
+    test::append_bytes(expected, {0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0x40, 0x40});
     EXPECT_EQ(p, expected);
     EXPECT_EQ(out, (std::vector<float>{3.0f, 0.0f, 0.0f, 0.0f}));
   }
@@ -149,15 +123,15 @@ TEST(QsgdRandK, KnownAnswerSharedAndPrivate) {
     const auto S =
         floyd(RngStream(5, RngPurpose::kRandKIndices, 0, 0, shared ? kSharedRank : 1), 6, 3);
     ASSERT_EQ(S.size(), 3u);
-    auto expected = hand_header(CompressorKind::kQsgdRandK, 6, 3, shared ? 8 : 20);
+    auto expected = test::expected_header(CompressorKind::kQsgdRandK, 6, 3, shared ? 8 : 20);
     if (!shared) {
-      for (auto j : S) append(expected, {static_cast<std::uint8_t>(j), 0, 0, 0});
+      for (auto j : S) test::append_bytes(expected, {static_cast<std::uint8_t>(j), 0, 0, 0});
     }
     std::uint8_t codes = 0;
     for (int i = 0; i < 3; ++i) {
       codes = static_cast<std::uint8_t>(codes | ((S[i] % 2 ? 3 : 2) << (2 * i)));
     }
-    append(expected, {codes, 0, 0, 0, 0, 0, 0, 0x40});
+    test::append_bytes(expected, {codes, 0, 0, 0, 0, 0, 0, 0x40});
     std::vector<std::uint8_t> p;
     const auto out = test::roundtrip(d, v, ctx, &p);
     EXPECT_EQ(p, expected) << mode;
@@ -177,14 +151,9 @@ TEST(QsgdTopK, MatchesTheFormulaAtEdgeSizes) {
     for (std::uint64_t n : test::edge_sizes()) {
       const auto d = desc_or_die(std::string(base) + ",seed=8,n=" + std::to_string(n));
       if (n > 5000 && d.density > 0.05) continue;
-      ref::CompressContext ctx;
-      ctx.step = 4;
-      ctx.tensor_id = 6;
-      ctx.rank = 2;
-      const auto v = test::normal_data(n, 13);
-      std::vector<std::uint8_t> p;
-      EXPECT_EQ(test::roundtrip(d, v, ctx, &p), qsparse_formula(d, ctx, v)) << d.to_string();
-      if (n > 0 && n <= 4097) test::expect_truncations_rejected(d, p, ctx);
+      const auto ctx = test::context_at(4, 6, 2);
+      test::expect_matches_formula(d, ctx, 13,
+                                   [&](const auto& v) { return qsparse_formula(d, ctx, v); });
     }
   }
 }
@@ -225,7 +194,7 @@ TEST(QsgdTopK, KZeroSendsNothingAndKAtLeastNSendsDense) {
       const auto d = desc_or_die(std::string(kind) + ":n=33," + kopt);
       std::vector<std::uint8_t> p;
       EXPECT_EQ(test::roundtrip(d, v, {}, &p), std::vector<float>(33, 0.0f));
-      EXPECT_EQ(p, hand_header(d.kind, 33, 0, 0));
+      EXPECT_EQ(p, test::expected_header(d.kind, 33, 0, 0));
     }
     for (const char* kopt : {"k=33", "k=100", "density=1"}) {
       const auto d = desc_or_die(std::string(kind) + ":n=33,scaled=1," + kopt);
@@ -277,18 +246,8 @@ TEST(QsgdRandK, SharedSupportAgreesAcrossRanksPrivateDoesNot) {
   std::vector<std::uint8_t> p;
   ASSERT_TRUE(ref::compress(d, c0, v, p).ok());
   std::vector<float> out;
-  ASSERT_TRUE(decode(d, p, &out, c1).ok());
+  ASSERT_TRUE(test::decode(d, p, &out, c1).ok());
   EXPECT_EQ(out, qsparse_formula(d, c0, v));
-}
-
-double bonferroni_z(std::size_t count) {
-  const double target = 1e-4 / static_cast<double>(count);
-  double lo = 0, hi = 40;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
-  }
-  return hi;
 }
 
 // On the (deterministic) top-k support, unscaled Q_s is unbiased with per-element variance
@@ -303,14 +262,10 @@ TEST(QsgdTopK, UnbiasedOnTheSupportAndBiasedControlFails) {
   const float N = static_cast<float>(std::sqrt(acc));
   const double beta = std::min(double(k) / (s * s), std::sqrt(double(k)) / s);
   const int trials = 20000;
-  const double z_max = bonferroni_z(k);
+  const double z_max = test::bonferroni_z(1e-4, static_cast<double>(k));
 
   auto max_z = [&](double factor, const std::function<std::vector<float>(std::uint32_t)>& draw) {
-    std::vector<double> sum(n, 0.0);
-    for (int t = 0; t < trials; ++t) {
-      const auto q = draw(static_cast<std::uint32_t>(t));
-      for (std::size_t i = 0; i < n; ++i) sum[i] += q[i];
-    }
+    const std::vector<double> sum = test::monte_carlo_sums(n, trials, draw).sum;
     double worst = 0;
     std::vector<bool> in_s(n, false);
     for (auto j : S) in_s[j] = true;
@@ -405,50 +360,45 @@ TEST(QsgdTopK, CorruptPayloadsAreRejected) {
   std::vector<std::uint8_t> good;
   ASSERT_TRUE(ref::compress(d, {}, v, good).ok());
   ASSERT_EQ(good.size(), kHeaderBytes + 24);
-  ASSERT_TRUE(decode(d, good).ok());
-  auto expect_bad = [&](std::vector<std::uint8_t> p, const char* what, const char* msg) {
-    Status s = decode(d, p);
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what;
-    EXPECT_NE(s.message().find(msg), std::string::npos) << what << ": " << s.message();
-  };
+  ASSERT_TRUE(test::decode(d, good).ok());
   const std::size_t idx = kHeaderBytes, codes = kHeaderBytes + 16, norm = kHeaderBytes + 20;
   auto p = good;
   store_u32(p.data() + idx + 4, load_u32(p.data() + idx));  // duplicate index
-  expect_bad(p, "duplicate index", "strictly increasing");
+  test::expect_corrupt(d, p, "strictly increasing", {}, "duplicate index");
   p = good;
   store_u32(p.data() + idx + 12, 40);
-  expect_bad(p, "index out of range", "out of range");
+  test::expect_corrupt(d, p, "out of range", {}, "index out of range");
   // Level 3 > s = 2 and level 0 with a sign bit, in code 0 (bits 0..2).
   p = good;
   p[codes] = static_cast<std::uint8_t>((p[codes] & ~0x7) | 0x7);
-  expect_bad(p, "level 3", "level 3");
+  test::expect_corrupt(d, p, "level 3", {}, "level 3");
   p = good;
   p[codes] = static_cast<std::uint8_t>((p[codes] & ~0x7) | 0x1);
-  expect_bad(p, "zero level with sign", "sign");
+  test::expect_corrupt(d, p, "sign", {}, "zero level with sign");
   p = good;
   p[codes + 1] |= 0x10;  // bit 12: first padding bit
-  expect_bad(p, "padding", "padding");
+  test::expect_corrupt(d, p, "padding", {}, "padding");
   for (float bad : {-2.0f, -0.0f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
     p = good;
     store_f32(p.data() + norm, bad);
-    expect_bad(p, "bad norm", "norm");
+    test::expect_corrupt(d, p, "norm", {}, "bad norm");
   }
   p = good;
   store_f32(p.data() + norm, 0.0f);
-  expect_bad(p, "zero norm with levels", "norm is 0");
+  test::expect_corrupt(d, p, "norm is 0", {}, "zero norm with levels");
   p = good;
   p[7] = kFlagDense;
-  expect_bad(p, "dense flag", "dense flag");
+  test::expect_corrupt(d, p, "dense flag", {}, "dense flag");
   p = good;
   store_u32(p.data() + 24, 3);
-  expect_bad(p, "count", "count");
+  test::expect_corrupt(d, p, "count", {}, "count");
   test::expect_truncations_rejected(d, good);
   // A dense payload must carry the flag.
   const auto dd = desc_or_die("qsgd_topk:n=5,k=5");
   std::vector<std::uint8_t> dense;
   ASSERT_TRUE(ref::compress(dd, {}, test::normal_data(5, 1), dense).ok());
   dense[7] = 0;
-  EXPECT_EQ(decode(dd, dense).code(), StatusCode::kCorruptPayload);
+  EXPECT_EQ(test::decode(dd, dense).code(), StatusCode::kCorruptPayload);
   // qsgd_randk shared: no indices, body = codes + norm.
   const auto dr = desc_or_die("qsgd_randk:n=40,k=4,levels=2,seed=1");
   std::vector<std::uint8_t> pr;
@@ -456,7 +406,7 @@ TEST(QsgdTopK, CorruptPayloadsAreRejected) {
   ASSERT_EQ(pr.size(), kHeaderBytes + 8);
   test::expect_truncations_rejected(dr, pr);
   pr[kHeaderBytes + 3] |= 0x80;
-  EXPECT_EQ(decode(dr, pr).code(), StatusCode::kCorruptPayload);
+  EXPECT_EQ(test::decode(dr, pr).code(), StatusCode::kCorruptPayload);
 }
 
 }  // namespace

@@ -18,49 +18,6 @@ namespace {
 using test::desc_or_die;
 using test::roundtrip;
 
-std::vector<std::uint8_t> expected_header(std::uint8_t kind, std::uint64_t n, std::uint32_t count,
-                                          std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kind, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-std::vector<std::uint8_t> rebuild(const std::vector<std::uint8_t>& p, std::uint32_t count,
-                                  std::uint8_t flags, const std::vector<std::uint8_t>& body) {
-  std::vector<std::uint8_t> q(kHeaderBytes + body.size(), 0);
-  for (std::size_t i = 0; i < kHeaderBytes; ++i) q[i] = p[i];
-  for (std::size_t i = 0; i < body.size(); ++i) q[kHeaderBytes + i] = body[i];
-  q[7] = flags;
-  store_u32(q.data() + 24, count);
-  store_u32(q.data() + 28, static_cast<std::uint32_t>(body.size()));
-  return q;
-}
-
-std::vector<std::uint8_t> body_of(const std::vector<std::uint8_t>& p) {
-  return std::vector<std::uint8_t>(p.begin() + kHeaderBytes, p.end());
-}
-
-void expect_corrupt(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-                    const std::string& message_part, const ref::CompressContext& ctx = {}) {
-  std::vector<float> out(d.n, 7.0f);
-  Status s = ref::decompress(d, ctx, p, Span<float>(out));
-  EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << d.to_string() << ": " << s.to_string();
-  EXPECT_NE(s.message().find(message_part), std::string::npos)
-      << "expected '" << message_part << "' in: " << s.message();
-  for (float x : out) ASSERT_EQ(x, 7.0f) << "output must be untouched on error";
-}
-
 // The index set, read back from a private-index payload (indices first in the body).
 std::vector<std::uint32_t> private_indices(const std::vector<std::uint8_t>& p) {
   const std::uint32_t count = load_u32(p.data() + 24);
@@ -92,24 +49,24 @@ TEST(RandK, KnownAnswerSharedIndicesUnbiased) {
   const std::uint32_t bits[5] = {0x40200000u, 0xc0a00000u, 0x3fa00000u, 0x41200000u, 0xc1a00000u};
   const auto idx = floyd(RngStream(3, RngPurpose::kRandKIndices, 0, 0, kSharedRank), 5, 2);
   ASSERT_EQ(idx.size(), 2u);
-  auto want = expected_header(10, 5, 2, 8);  // body: 2 f32 values, no indices
+  auto want = test::expected_header(10, 5, 2, 8);  // body: 2 f32 values, no indices
   for (std::uint64_t j : idx) {
     for (int b = 0; b < 4; ++b) want.push_back(static_cast<std::uint8_t>(bits[j] >> (8 * b)));
   }
-  EXPECT_EQ(compress_ok(d, v), want);
+  EXPECT_EQ(test::compress_ok(d, v), want);
   // Private: the rank's own stream, and (index, value) pairs.
   const auto dp = desc_or_die("randk:n=5,k=2,seed=3,rescale=unbiased,indices=private");
   ref::CompressContext ctx;
   ctx.rank = 2;
   const auto pidx = floyd(RngStream(3, RngPurpose::kRandKIndices, 0, 0, 2), 5, 2);
-  auto wantp = expected_header(10, 5, 2, 16);
+  auto wantp = test::expected_header(10, 5, 2, 16);
   for (std::uint64_t j : pidx) {
     for (int b = 0; b < 4; ++b) wantp.push_back(static_cast<std::uint8_t>(j >> (8 * b)));
   }
   for (std::uint64_t j : pidx) {
     for (int b = 0; b < 4; ++b) wantp.push_back(static_cast<std::uint8_t>(bits[j] >> (8 * b)));
   }
-  EXPECT_EQ(compress_ok(dp, v, ctx), wantp);
+  EXPECT_EQ(test::compress_ok(dp, v, ctx), wantp);
   // Decoded: 2.5 v on the set, 0 elsewhere.
   const auto out = roundtrip(d, v);
   for (std::uint64_t j = 0; j < 5; ++j) EXPECT_EQ(out[j], idx.count(j) ? 2.5f * v[j] : 0.0f);
@@ -125,7 +82,7 @@ TEST(RandK, FloydMatchesTheSharedHelperAtManySizes) {
       ctx.step = 4;
       ctx.tensor_id = 8;
       ctx.rank = 5;
-      const auto got = private_indices(compress_ok(d, test::normal_data(n, 1), ctx));
+      const auto got = private_indices(test::compress_ok(d, test::normal_data(n, 1), ctx));
       const auto want = floyd(RngStream(9, RngPurpose::kRandKIndices, 4, 8, 5), n, k);
       EXPECT_EQ(std::set<std::uint64_t>(got.begin(), got.end()), want) << d.to_string();
     }
@@ -165,7 +122,7 @@ TEST(RandK, EveryTwoSubsetIsEquallyLikely) {
   EXPECT_LT(max_z([&](std::uint32_t t) {
               ref::CompressContext ctx;
               ctx.step = t;
-              return private_indices(compress_ok(d, v, ctx));
+              return private_indices(test::compress_ok(d, v, ctx));
             }),
             kZ10);
   // Negative control: a plausible but wrong sampler (a random start and its right neighbour)
@@ -190,7 +147,7 @@ TEST(RandK, InclusionFrequencyIsKOverN) {
     ref::CompressContext ctx;
     ctx.step = t;
     ctx.rank = 3;
-    const auto idx = private_indices(compress_ok(d, v, ctx));
+    const auto idx = private_indices(test::compress_ok(d, v, ctx));
     ASSERT_EQ(idx.size(), 5u);
     for (std::uint32_t j : idx) ++hits[j];
   }
@@ -204,11 +161,7 @@ TEST(RandK, InclusionFrequencyIsKOverN) {
 // of rescale=unbiased: Var[C(x)_j] = x_j^2 (n/k - 1). Returns the largest |z|.
 double max_bias_z(const std::vector<float>& x, double n_over_k, int trials,
                   const std::function<std::vector<float>(std::uint32_t)>& decoded) {
-  std::vector<double> sum(x.size(), 0.0);
-  for (std::uint32_t t = 0; t < static_cast<std::uint32_t>(trials); ++t) {
-    const auto out = decoded(t);
-    for (std::size_t j = 0; j < x.size(); ++j) sum[j] += out[j];
-  }
+  const std::vector<double> sum = test::monte_carlo_sums(x.size(), trials, decoded).sum;
   double worst = 0;
   for (std::size_t j = 0; j < x.size(); ++j) {
     const double se = std::fabs(x[j]) * std::sqrt((n_over_k - 1.0) / trials);
@@ -263,7 +216,7 @@ TEST(RandK, SharedIndicesAgreeAcrossRanksPrivateDiffer) {
   for (std::uint32_t rank = 0; rank < 4; ++rank) {
     ref::CompressContext ctx;
     ctx.rank = rank;
-    const auto p = compress_ok(shared, v, ctx);
+    const auto p = test::compress_ok(shared, v, ctx);
     const auto out = roundtrip(shared, v, ctx);
     if (rank == 0) {
       p0 = p;
@@ -275,7 +228,7 @@ TEST(RandK, SharedIndicesAgreeAcrossRanksPrivateDiffer) {
     std::vector<float> other(1000);
     ASSERT_TRUE(ref::decompress(shared, ctx, p0, Span<float>(other)).ok());
     EXPECT_EQ(other, out0);
-    private_sets.insert(private_indices(compress_ok(priv, v, ctx)));
+    private_sets.insert(private_indices(test::compress_ok(priv, v, ctx)));
   }
   EXPECT_EQ(private_sets.size(), 4u) << "private index sets must differ across ranks";
   // Shared sets change with the step and the tensor id.
@@ -341,12 +294,12 @@ TEST(RandK, BadInputPolicy) {
   // k = 0: header only, decodes to zeros (also with rescale: no division by k = 0).
   EXPECT_EQ(roundtrip(desc_or_die("randk:n=10,k=0,rescale=unbiased"), v, {}, &p),
             std::vector<float>(10, 0.0f));
-  EXPECT_EQ(p, expected_header(10, 10, 0, 0));
+  EXPECT_EQ(p, test::expected_header(10, 10, 0, 0));
   // k >= n: dense and exact (n/k = 1).
   EXPECT_EQ(roundtrip(desc_or_die("randk:n=10,k=10,rescale=unbiased"), v, {}, &p), v);
   EXPECT_EQ(p[7], kFlagDense);
   EXPECT_EQ(roundtrip(desc_or_die("randk:n=1"), {-0.75f}), std::vector<float>{-0.75f});
-  EXPECT_EQ(compress_ok(desc_or_die("randk:n=0"), {}), expected_header(10, 0, 0, 0));
+  EXPECT_EQ(test::compress_ok(desc_or_die("randk:n=0"), {}), test::expected_header(10, 0, 0, 0));
   EXPECT_EQ(
       roundtrip(desc_or_die("randk:n=100,k=10,rescale=unbiased"), std::vector<float>(100, 0.0f)),
       std::vector<float>(100, 0.0f));
@@ -375,41 +328,40 @@ TEST(RandK, RejectsEveryBadField) {
   const auto v = test::normal_data(20, 7);
   // Shared: k values only.
   const auto ds = desc_or_die("randk:n=20,k=3,seed=1");
-  const auto ps = compress_ok(ds, v);
+  const auto ps = test::compress_ok(ds, v);
   test::expect_truncations_rejected(ds, ps);
-  expect_corrupt(ds, rebuild(ps, 3, kFlagDense, body_of(ps)), "dense flag");
-  expect_corrupt(ds, rebuild(ps, 2, 0, body_of(ps)), "count 2 != k 3");
-  auto longer = body_of(ps);
+  test::expect_corrupt(ds, test::rebuild(ps, 3, kFlagDense, test::body_of(ps)), "dense flag");
+  test::expect_corrupt(ds, test::rebuild(ps, 2, 0, test::body_of(ps)), "count 2 != k 3");
+  auto longer = test::body_of(ps);
   longer.resize(longer.size() + 4);
-  expect_corrupt(ds, rebuild(ps, 3, 0, longer), "shared-index values");
+  test::expect_corrupt(ds, test::rebuild(ps, 3, 0, longer), "shared-index values");
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    auto b = body_of(ps);
+    auto b = test::body_of(ps);
     store_f32(b.data() + 4, bad);
-    expect_corrupt(ds, rebuild(ps, 3, 0, b), "not finite");
-    std::vector<float> out(20);
-    EXPECT_TRUE(ref::decompress(desc_or_die("randk:n=20,k=3,seed=1,nonfinite=propagate"), {},
-                                rebuild(ps, 3, 0, b), Span<float>(out))
+    test::expect_corrupt(ds, test::rebuild(ps, 3, 0, b), "not finite");
+    EXPECT_TRUE(test::decode(desc_or_die("randk:n=20,k=3,seed=1,nonfinite=propagate"),
+                             test::rebuild(ps, 3, 0, b))
                     .ok());
   }
   // Private: (index, value) pairs.
   const auto dp = desc_or_die("randk:n=20,k=3,seed=1,indices=private");
-  const auto pp = compress_ok(dp, v);
+  const auto pp = test::compress_ok(dp, v);
   test::expect_truncations_rejected(dp, pp);
-  expect_corrupt(dp, rebuild(pp, 2, 0, body_of(pp)), "count 2 != k 3");
-  auto b = body_of(pp);
+  test::expect_corrupt(dp, test::rebuild(pp, 2, 0, test::body_of(pp)), "count 2 != k 3");
+  auto b = test::body_of(pp);
   store_u32(b.data() + 8, 20);
-  expect_corrupt(dp, rebuild(pp, 3, 0, b), "out of range");
-  b = body_of(pp);
+  test::expect_corrupt(dp, test::rebuild(pp, 3, 0, b), "out of range");
+  b = test::body_of(pp);
   store_u32(b.data() + 4, load_u32(b.data()));  // repeated index
-  expect_corrupt(dp, rebuild(pp, 3, 0, b), "not strictly increasing");
-  b = body_of(pp);
+  test::expect_corrupt(dp, test::rebuild(pp, 3, 0, b), "not strictly increasing");
+  b = test::body_of(pp);
   store_f32(b.data() + 12, -std::numeric_limits<float>::infinity());
-  expect_corrupt(dp, rebuild(pp, 3, 0, b), "not finite");
+  test::expect_corrupt(dp, test::rebuild(pp, 3, 0, b), "not finite");
   // Dense: flag must be set when k >= n; count must be n.
   const auto dd = desc_or_die("randk:n=4,k=4");
-  const auto pd = compress_ok(dd, {1, 2, 3, 4});
-  expect_corrupt(dd, rebuild(pd, 4, 0, body_of(pd)), "dense flag");
-  expect_corrupt(dd, rebuild(pd, 5, kFlagDense, body_of(pd)), "count");
+  const auto pd = test::compress_ok(dd, {1, 2, 3, 4});
+  test::expect_corrupt(dd, test::rebuild(pd, 4, 0, test::body_of(pd)), "dense flag");
+  test::expect_corrupt(dd, test::rebuild(pd, 5, kFlagDense, test::body_of(pd)), "count");
   test::expect_truncations_rejected(dd, pd);
 }
 

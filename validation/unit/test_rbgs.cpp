@@ -18,64 +18,9 @@ using test::roundtrip;
 
 constexpr std::uint8_t kRbgsId = 13;
 
-std::vector<std::uint8_t> header_bytes(std::uint64_t n, std::uint32_t step, std::uint32_t count,
-                                       std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kRbgsId, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(step >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(0);  // tensor_id 0
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append_f32(std::vector<std::uint8_t>& v, float f) {
-  const std::uint32_t u = float_bits(f);
-  for (int i = 0; i < 4; ++i) v.push_back(static_cast<std::uint8_t>(u >> (8 * i)));
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in,
-                                      const ref::CompressContext& ctx = {}) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, ctx, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-// Header fields of a payload, or a sentinel when the payload is too short to hold a header (a
-// failed compress must fail the test, not crash the binary).
-std::uint32_t count_of(const std::vector<std::uint8_t>& p) {
-  return p.size() >= 32 ? load_u32(p.data() + 24) : 0xFFFFFFFFu;
-}
-int flags_of(const std::vector<std::uint8_t>& p) { return p.size() >= 32 ? p[7] : -1; }
-
-ref::CompressContext at_step(std::uint32_t step, std::uint32_t rank = 0) {
-  ref::CompressContext ctx;
-  ctx.step = step;
-  ctx.rank = rank;
-  return ctx;
-}
-
 // The documented shared stream (docs/compressors/rbgs.md).
 RngStream rbgs_stream(std::uint64_t seed, std::uint32_t step) {
   return RngStream(seed, RngPurpose::kRbgsBlocks, step, 0, kSharedRank);
-}
-
-double bonferroni_z(double alpha, double tests) {
-  const double target = alpha / tests;  // P(|Z| > z) = erfc(z / sqrt 2)
-  double lo = 0.0, hi = 40.0;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
-  }
-  return hi;
-}
-
-double max_abs_z(const std::vector<std::uint64_t>& counts, double trials, double p) {
-  const double mean = trials * p, sd = std::sqrt(trials * p * (1.0 - p));
-  double worst = 0.0;
-  for (std::uint64_t c : counts) worst = std::max(worst, std::fabs((double(c) - mean) / sd));
-  return worst;
 }
 
 TEST(Rbgs, KnownAnswerWrapAround) {
@@ -89,10 +34,10 @@ TEST(Rbgs, KnownAnswerWrapAround) {
   bool wrapped[2] = {false, false};
   for (std::uint32_t step = 0; step < 120; ++step) {
     const std::uint64_t s = rbgs_stream(2, step).uniform_below(10, 0, 0);
-    auto want = header_bytes(10, step, 3, 12);
-    for (int j = 0; j < 3; ++j) append_f32(want, in[block[s][j]]);
-    EXPECT_EQ(compress_ok(d, in, at_step(step)), want) << "step " << step << " s " << s;
-    auto out = roundtrip(d, in, at_step(step));
+    auto want = test::expected_header_at(kRbgsId, 10, step, 0, 3, 12);
+    for (int j = 0; j < 3; ++j) test::append_f32(want, in[block[s][j]]);
+    EXPECT_EQ(test::compress_ok(d, in, test::at_step(step)), want) << "step " << step << " s " << s;
+    auto out = roundtrip(d, in, test::at_step(step));
     for (int i = 0; i < 10; ++i) {
       const bool in_block = i == block[s][0] || i == block[s][1] || i == block[s][2];
       EXPECT_EQ(out[i], in_block ? in[i] : 0.0f) << "step " << step << " i " << i;
@@ -116,9 +61,9 @@ TEST(Rbgs, KnownAnswerPartition) {
   for (std::uint32_t step = 0; step < 40; ++step) {
     const std::uint64_t b = rbgs_stream(6, step).uniform_below(4, 0, 0);
     const std::uint32_t count = std::uint32_t(vals[b].size());
-    auto want = header_bytes(10, step, count, 4 * count);
-    for (float v : vals[b]) append_f32(want, v);
-    const auto p = compress_ok(d, in, at_step(step));
+    auto want = test::expected_header_at(kRbgsId, 10, step, 0, count, 4 * count);
+    for (float v : vals[b]) test::append_f32(want, v);
+    const auto p = test::compress_ok(d, in, test::at_step(step));
     EXPECT_EQ(p, want) << "step " << step;
     if (b == 3) {
       // Written out by hand: count 1, body_bytes 4, then -10 = 0xC1200000 little-endian, and
@@ -140,9 +85,9 @@ TEST(Rbgs, KnownAnswerPartition) {
   const auto small = desc_or_die("rbgs:n=5,density=0.3,align=partition,seed=6");
   const std::vector<float> in5 = {1, 2, 3, 4, 5};
   for (std::uint32_t step = 0; step < 60; ++step) {
-    const auto p = compress_ok(small, in5, at_step(step));
+    const auto p = test::compress_ok(small, in5, test::at_step(step));
     const std::uint64_t b = rbgs_stream(6, step).uniform_below(3, 0, 0);
-    EXPECT_EQ(count_of(p), b == 2 ? 1u : 2u) << "step " << step;
+    EXPECT_EQ(test::count_of(p), b == 2 ? 1u : 2u) << "step " << step;
   }
 }
 
@@ -170,10 +115,10 @@ TEST(Rbgs, BlocksAreSharedAcrossRanks) {
   int changed = 0;
   std::vector<std::uint8_t> first;
   for (std::uint32_t step = 0; step < 8; ++step) {
-    const auto p0 = compress_ok(d, in, at_step(step, 0));
+    const auto p0 = test::compress_ok(d, in, test::at_step(step, 0));
     ASSERT_GE(p0.size(), 32u);
     for (std::uint32_t rank = 1; rank < 4; ++rank)
-      EXPECT_EQ(compress_ok(d, in, at_step(step, rank)), p0) << "rank " << rank;
+      EXPECT_EQ(test::compress_ok(d, in, test::at_step(step, rank)), p0) << "rank " << rank;
     if (step == 0) first = p0;
     changed += !std::equal(p0.begin() + 32, p0.end(), first.begin() + 32, first.end());
   }
@@ -193,7 +138,7 @@ std::vector<std::uint64_t> coverage(const CompressorDesc& d, int steps, bool bia
       for (std::uint64_t j = 0; j < 7; ++j) ++hits[start + j];
       continue;
     }
-    auto out = roundtrip(d, in, at_step(std::uint32_t(s)));
+    auto out = roundtrip(d, in, test::at_step(std::uint32_t(s)));
     std::uint64_t nonzero = 0;
     for (std::size_t i = 0; i < out.size(); ++i)
       if (out[i] != 0.0f) {
@@ -210,9 +155,9 @@ TEST(Rbgs, CoverageIsUniformKOverN) {
   // P(selected) = k / n = 0.07 for every element, Binomial(steps, 0.07) counts.
   const auto d = desc_or_die("rbgs:n=100,density=0.07,seed=17");
   const int steps = 4000;
-  const double zmax = bonferroni_z(1e-6, 100);
-  EXPECT_LT(max_abs_z(coverage(d, steps, false), steps, 0.07), zmax);
-  EXPECT_GT(max_abs_z(coverage(d, steps, true), steps, 0.07), zmax);  // negative control
+  const double zmax = test::bonferroni_z(1e-6, 100);
+  EXPECT_LT(test::max_binomial_z(coverage(d, steps, false), steps, 0.07), zmax);
+  EXPECT_GT(test::max_binomial_z(coverage(d, steps, true), steps, 0.07), zmax);  // negative control
 }
 
 TEST(Rbgs, LinearSoPayloadsCanBeAllreduced) {
@@ -220,21 +165,9 @@ TEST(Rbgs, LinearSoPayloadsCanBeAllreduced) {
                            "rbgs:shapes=33x7/100/5x4x3,density=0.2,seed=4,align=partition"}) {
     const auto d = desc_or_die(text);
     const auto a = test::normal_data(d.n, 5), b = test::normal_data(d.n, 6);
-    std::vector<float> sum(d.n);
-    for (std::size_t i = 0; i < sum.size(); ++i) sum[i] = a[i] + b[i];
-    for (std::uint32_t step = 0; step < 10; ++step) {
-      const auto pa = compress_ok(d, a, at_step(step)), pb = compress_ok(d, b, at_step(step));
-      const auto ps = compress_ok(d, sum, at_step(step));
-      ASSERT_GE(pa.size(), 32u);
-      ASSERT_EQ(pa.size(), ps.size());
-      ASSERT_EQ(pb.size(), ps.size());
-      EXPECT_TRUE(std::equal(pa.begin(), pa.begin() + 32, ps.begin()));
-      for (std::size_t j = 32; j + 4 <= pa.size(); j += 4)
-        EXPECT_EQ(load_f32(pa.data() + j) + load_f32(pb.data() + j), load_f32(ps.data() + j));
-      const auto oa = roundtrip(d, a, at_step(step)), ob = roundtrip(d, b, at_step(step));
-      const auto os = roundtrip(d, sum, at_step(step));
-      for (std::size_t i = 0; i < d.n; ++i) EXPECT_EQ(oa[i] + ob[i], os[i]);
-    }
+    for (std::uint32_t step = 0; step < 10; ++step)
+      ASSERT_NO_FATAL_FAILURE(test::expect_linear_payloads(d, a, b, step))
+          << text << " step " << step;
   }
 }
 
@@ -249,7 +182,7 @@ TEST(Rbgs, PayloadSizeFormulaAndRoundTripAtEdgeSizes) {
     EXPECT_EQ(ref::payload_bytes(d), 32 + 4 * k.at(n)) << "n = " << n;
     const auto in = test::normal_data(n, 8);
     std::vector<std::uint8_t> p;
-    auto out = roundtrip(d, in, at_step(3), &p);
+    auto out = roundtrip(d, in, test::at_step(3), &p);
     ASSERT_EQ(p.size(), 32 + 4 * k.at(n));
     if (n == 0) continue;
     // The block from the documented stream: [s, s + k) modulo n.
@@ -267,19 +200,19 @@ TEST(Rbgs, DensityOneIsDenseAndDensityZeroSendsNothing) {
        {"rbgs:shapes=3x4/9,density=1", "rbgs:shapes=3x4/9,density=1,align=partition"}) {
     const auto d = desc_or_die(text);
     std::vector<std::uint8_t> p;
-    auto out = roundtrip(d, in, at_step(5), &p);
-    auto want = header_bytes(21, 5, 21, 84, kFlagDense);
-    for (float v : in) append_f32(want, v);  // natural order, not rotated
+    auto out = roundtrip(d, in, test::at_step(5), &p);
+    auto want = test::expected_header_at(kRbgsId, 21, 5, 0, 21, 84, kFlagDense);
+    for (float v : in) test::append_f32(want, v);  // natural order, not rotated
     EXPECT_EQ(p, want) << text;
     EXPECT_EQ(out, in);
   }
   const auto one = desc_or_die("rbgs:n=1");  // k = max(1, floor(0.001)) = 1 = n
-  EXPECT_EQ(flags_of(compress_ok(one, {7.0f})), kFlagDense);
+  EXPECT_EQ(test::flags_of(test::compress_ok(one, {7.0f})), kFlagDense);
   EXPECT_EQ(roundtrip(one, {7.0f}), std::vector<float>{7.0f});
   const auto zero = desc_or_die("rbgs:shapes=3x4/9,density=0");
   std::vector<std::uint8_t> p;
   auto out = roundtrip(zero, in, {}, &p);
-  EXPECT_EQ(p, header_bytes(21, 0, 0, 0));
+  EXPECT_EQ(p, test::expected_header_at(kRbgsId, 21, 0, 0, 0, 0));
   EXPECT_EQ(out, std::vector<float>(21, 0.0f));
 }
 
@@ -301,37 +234,34 @@ TEST(Rbgs, CorruptPayloadsAreRejected) {
   const std::vector<float> in = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   {
     const auto d = desc_or_die("rbgs:n=10,density=0.3,seed=2");
-    const auto ctx = at_step(4);
-    const auto good = compress_ok(d, in, ctx);
+    const auto ctx = test::at_step(4);
+    const auto good = test::compress_ok(d, in, ctx);
     ASSERT_EQ(good.size(), 32u + 12u);
     test::expect_truncations_rejected(d, good, ctx);
-    auto bad = [&](std::vector<std::uint8_t> p, const char* what) {
-      Status s = ref::decompress(d, ctx, p, Span<float>(out));
-      EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what << ": " << s.to_string();
-    };
     auto p = good;
     store_u32(p.data() + 24, 2);
-    bad(p, "count 2 != k 3");
+    test::expect_corrupt(d, p, "", ctx, "count 2 != k 3");
     p = good;
     store_u32(p.data() + 24, 10);
-    bad(p, "count n");
+    test::expect_corrupt(d, p, "", ctx, "count n");
     p = good;
     p[7] = kFlagDense;
-    bad(p, "dense flag");
+    test::expect_corrupt(d, p, "", ctx, "dense flag");
     p = good;
     store_f32(p.data() + 40, -INFINITY);
-    bad(p, "Inf value");
+    test::expect_corrupt(d, p, "", ctx, "Inf value");
     p = good;
     p.resize(good.size() + 4, 0);
     store_u32(p.data() + 28, 16);
-    bad(p, "a zero value after the k = 3 values (header body_bytes updated)");
+    test::expect_corrupt(d, p, "", ctx,
+                         "a zero value after the k = 3 values (header body_bytes updated)");
   }
   {
     const auto d = desc_or_die("rbgs:n=10,density=0.3,align=partition,seed=6");
     std::uint32_t step = 0;
     while (rbgs_stream(6, step).uniform_below(4, 0, 0) != 3) ++step;  // the short last block
-    const auto ctx = at_step(step);
-    const auto good = compress_ok(d, in, ctx);
+    const auto ctx = test::at_step(step);
+    const auto good = test::compress_ok(d, in, ctx);
     ASSERT_EQ(good.size(), 36u);  // count 1: exactly one value
     test::expect_truncations_rejected(d, good, ctx);
     // Extra trailing bytes with a consistent header (body_bytes updated) are rejected: the body
@@ -352,7 +282,7 @@ TEST(Rbgs, CorruptPayloadsAreRejected) {
   }
   {
     const auto d = desc_or_die("rbgs:n=10,density=1");  // dense: the flag is required
-    auto p = compress_ok(d, in);
+    auto p = test::compress_ok(d, in);
     ASSERT_EQ(p.size(), 32u + 40u);
     test::expect_truncations_rejected(d, p);
     p[7] = 0;

@@ -13,48 +13,6 @@ namespace {
 using test::desc_or_die;
 using test::roundtrip;
 
-std::vector<std::uint8_t> expected_header(std::uint8_t kind, std::uint64_t n, std::uint32_t count,
-                                          std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kind, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, {}, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-std::vector<std::uint8_t> rebuild(const std::vector<std::uint8_t>& p, std::uint32_t count,
-                                  std::uint8_t flags, const std::vector<std::uint8_t>& body) {
-  std::vector<std::uint8_t> q(kHeaderBytes + body.size(), 0);
-  for (std::size_t i = 0; i < kHeaderBytes; ++i) q[i] = p[i];
-  for (std::size_t i = 0; i < body.size(); ++i) q[kHeaderBytes + i] = body[i];
-  q[7] = flags;
-  store_u32(q.data() + 24, count);
-  store_u32(q.data() + 28, static_cast<std::uint32_t>(body.size()));
-  return q;
-}
-
-void expect_corrupt(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-                    const std::string& message_part) {
-  std::vector<float> out(d.n, 7.0f);
-  Status s = ref::decompress(d, {}, p, Span<float>(out));
-  EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << d.to_string() << ": " << s.to_string();
-  EXPECT_NE(s.message().find(message_part), std::string::npos)
-      << "expected '" << message_part << "' in: " << s.message();
-  for (float x : out) ASSERT_EQ(x, 7.0f) << "output must be untouched on error";
-}
-
 // The known-answer body of KnownAnswerWithTie (20 bytes), built field by field.
 std::vector<std::uint8_t> known_body(std::uint32_t i0, std::uint32_t i1, std::uint32_t i2,
                                      std::uint32_t sign_word, float scale) {
@@ -75,9 +33,10 @@ TEST(SignTopK, KnownAnswerWithTie) {
   // positive -> sign word 0x00000001. Body: 3 u32 + 1 sign word + f32 2.0 = 0x40000000 = 20 B.
   const auto d = desc_or_die("signtopk:n=6,k=3");
   const std::vector<float> v = {0.5f, -2, 1, 0, -1, 3};
-  auto want = expected_header(16, 6, 3, 20);
-  append(want, {1, 0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x00, 0x00, 0x40});
-  EXPECT_EQ(compress_ok(d, v), want);
+  auto want = test::expected_header(16, 6, 3, 20);
+  test::append_bytes(want,
+                     {1, 0, 0, 0, 2, 0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x00, 0x00, 0x40});
+  EXPECT_EQ(test::compress_ok(d, v), want);
   EXPECT_EQ(roundtrip(d, v), (std::vector<float>{0, -2, 2, 0, 0, 2}));
 }
 
@@ -188,8 +147,8 @@ TEST(SignTopK, BadInputPolicy) {
   std::vector<std::uint8_t> p;
   EXPECT_EQ(roundtrip(desc_or_die("signtopk:n=10,density=0"), test::normal_data(10), {}, &p),
             std::vector<float>(10, 0.0f));
-  EXPECT_EQ(p, expected_header(16, 10, 0, 0));
-  EXPECT_EQ(compress_ok(desc_or_die("signtopk:n=0"), {}), expected_header(16, 0, 0, 0));
+  EXPECT_EQ(p, test::expected_header(16, 10, 0, 0));
+  EXPECT_EQ(test::compress_ok(desc_or_die("signtopk:n=0"), {}), test::expected_header(16, 0, 0, 0));
   EXPECT_EQ(roundtrip(desc_or_die("signtopk:n=1"), {-0.75f}), std::vector<float>{-0.75f});
   // All zeros: scale 0, every output 0 (no division by zero: the divisor is k >= 1).
   EXPECT_EQ(roundtrip(desc_or_die("signtopk:n=100,k=10"), std::vector<float>(100, 0.0f)),
@@ -210,44 +169,46 @@ TEST(SignTopK, BadInputPolicy) {
 
 TEST(SignTopK, RejectsEveryBadField) {
   const auto d = desc_or_die("signtopk:n=6,k=3");
-  const auto p = compress_ok(d, {0.5f, -2, 1, 0, -1, 3});
+  const auto p = test::compress_ok(d, {0.5f, -2, 1, 0, -1, 3});
   ASSERT_EQ(p.size(), 52u);
   test::expect_truncations_rejected(d, p);
   const auto good = known_body(1, 2, 5, 1, 2.0f);
-  ASSERT_EQ(rebuild(p, 3, 0, good), p);  // the hand-built body is the real one
-  expect_corrupt(d, rebuild(p, 3, kFlagDense, good), "dense flag");
-  expect_corrupt(d, rebuild(p, 2, 0, good), "count 2 != k 3");
+  ASSERT_EQ(test::rebuild(p, 3, 0, good), p);  // the hand-built body is the real one
+  test::expect_corrupt(d, test::rebuild(p, 3, kFlagDense, good), "dense flag");
+  test::expect_corrupt(d, test::rebuild(p, 2, 0, good), "count 2 != k 3");
   auto longer = good;
   longer.resize(24);
-  expect_corrupt(d, rebuild(p, 3, 0, longer), "body is 24 bytes");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 6, 1, 2.0f)), "out of range");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(2, 1, 5, 1, 2.0f)), "not strictly increasing");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 1, 5, 1, 2.0f)), "not strictly increasing");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 5, 1 | 8, 2.0f)), "padding");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 5, 0x80000001u, 2.0f)), "padding");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 5, 1, -2.0f)), "negative");
-  expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 5, 1, -0.0f)), "negative");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, longer), "body is 24 bytes");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 6, 1, 2.0f)), "out of range");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(2, 1, 5, 1, 2.0f)),
+                       "not strictly increasing");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 1, 5, 1, 2.0f)),
+                       "not strictly increasing");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 5, 1 | 8, 2.0f)), "padding");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 5, 0x80000001u, 2.0f)),
+                       "padding");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 5, 1, -2.0f)), "negative");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 5, 1, -0.0f)), "negative");
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    expect_corrupt(d, rebuild(p, 3, 0, known_body(1, 2, 5, 1, bad)), "not finite");
-    std::vector<float> out(6);
-    EXPECT_TRUE(ref::decompress(desc_or_die("signtopk:n=6,k=3,nonfinite=propagate"), {},
-                                rebuild(p, 3, 0, known_body(1, 2, 5, 1, bad)), Span<float>(out))
+    test::expect_corrupt(d, test::rebuild(p, 3, 0, known_body(1, 2, 5, 1, bad)), "not finite");
+    EXPECT_TRUE(test::decode(desc_or_die("signtopk:n=6,k=3,nonfinite=propagate"),
+                             test::rebuild(p, 3, 0, known_body(1, 2, 5, 1, bad)))
                     .ok());
   }
   // k = 0: any body is wrong.
   const auto d0 = desc_or_die("signtopk:n=6,k=0");
-  expect_corrupt(d0, rebuild(p, 0, 0, good), "body is 20 bytes");
+  test::expect_corrupt(d0, test::rebuild(p, 0, 0, good), "body is 20 bytes");
   // Dense (k >= n): flag required, count n, finite values.
   const auto dd = desc_or_die("signtopk:n=2,k=2");
-  const auto pd = compress_ok(dd, {1, -2});
+  const auto pd = test::compress_ok(dd, {1, -2});
   std::vector<std::uint8_t> dense_body(8, 0);
   store_f32(dense_body.data(), 1.0f);
   store_f32(dense_body.data() + 4, -2.0f);
-  ASSERT_EQ(rebuild(pd, 2, kFlagDense, dense_body), pd);
-  expect_corrupt(dd, rebuild(pd, 2, 0, dense_body), "dense flag");
-  expect_corrupt(dd, rebuild(pd, 1, kFlagDense, dense_body), "count");
+  ASSERT_EQ(test::rebuild(pd, 2, kFlagDense, dense_body), pd);
+  test::expect_corrupt(dd, test::rebuild(pd, 2, 0, dense_body), "dense flag");
+  test::expect_corrupt(dd, test::rebuild(pd, 1, kFlagDense, dense_body), "count");
   store_f32(dense_body.data() + 4, std::nanf(""));
-  expect_corrupt(dd, rebuild(pd, 2, kFlagDense, dense_body), "not finite");
+  test::expect_corrupt(dd, test::rebuild(pd, 2, kFlagDense, dense_body), "not finite");
 }
 
 }  // namespace

@@ -16,41 +16,6 @@ namespace {
 
 using test::desc_or_die;
 
-std::vector<std::uint8_t> hand_header(std::uint64_t n, std::uint32_t step, std::uint32_t count,
-                                      std::uint32_t body_bytes) {
-  std::vector<std::uint8_t> h = {
-      'G', 'C', 'M', 'P', 1, 0, static_cast<std::uint8_t>(CompressorKind::kTernGrad), 0};
-  auto le = [&](std::uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) h.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  };
-  le(n, 8);
-  le(step, 4);
-  le(0, 4);  // tensor_id
-  le(count, 4);
-  le(body_bytes, 4);
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes);
-}
-
-std::uint64_t find_seed(std::uint32_t step, const std::function<bool(const RngStream&)>& ok) {
-  for (std::uint64_t seed = 0; seed < 100000; ++seed) {
-    if (ok(RngStream(seed, RngPurpose::kTernGradRounding, step, 0, 0))) return seed;
-  }
-  ADD_FAILURE() << "no seed found";
-  return 0;
-}
-
-Status decode(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-              std::vector<float>* out = nullptr) {
-  std::vector<float> o(d.n, 0.0f);
-  Status s = ref::decompress(d, {}, p, Span<float>(o));
-  if (out) *out = o;
-  return s;
-}
-
 // The local scaler / clip bound of one segment, from algorithms.md §4.4.
 float scaler_formula(const float* g, std::size_t n, double clip) {
   double mx = 0, sum = 0;
@@ -94,20 +59,21 @@ TEST(TernGrad, KnownAnswerExample5) {
   const std::vector<float> g = {0.2f, -0.5f, 0.1f, 0.0f};
   ref::CompressContext ctx;
   ctx.step = 12;
-  const std::uint64_t seed = find_seed(12, [](const RngStream& s) {
-    return s.uniform_float(0) >= 0.45f && s.uniform_float(2) >= 0.25f;
-  });
+  const std::uint64_t seed =
+      test::find_seed(RngPurpose::kTernGradRounding, 12, 0, 0, [](const RngStream& s) {
+        return s.uniform_float(0) >= 0.45f && s.uniform_float(2) >= 0.25f;
+      });
   const auto d = desc_or_die("terngrad:n=4,clip=0,seed=" + std::to_string(seed));
   std::vector<std::uint8_t> p;
   auto out = test::roundtrip(d, g, ctx, &p);
-  auto expected = hand_header(4, 12, 1, 8);
-  append(expected, {0x51, 0, 0, 0, 0, 0, 0, 0x3F});
+  auto expected = test::expected_header_at(CompressorKind::kTernGrad, 4, 12, 0, 1, 8);
+  test::append_bytes(expected, {0x51, 0, 0, 0, 0, 0, 0, 0x3F});
   EXPECT_EQ(p, expected);
   EXPECT_EQ(out, (std::vector<float>{0.0f, -0.5f, 0.0f, 0.0f}));
 
-  const std::uint64_t seed2 = find_seed(12, [](const RngStream& s) {
-    return s.uniform_float(0) < 0.35f && s.uniform_float(2) < 0.15f;
-  });
+  const std::uint64_t seed2 = test::find_seed(
+      RngPurpose::kTernGradRounding, 12, 0, 0,
+      [](const RngStream& s) { return s.uniform_float(0) < 0.35f && s.uniform_float(2) < 0.15f; });
   const auto d2 = desc_or_die("terngrad:n=4,clip=0,seed=" + std::to_string(seed2));
   out = test::roundtrip(d2, g, ctx, &p);
   expected[kHeaderBytes] = 0x62;
@@ -126,8 +92,8 @@ TEST(TernGrad, KnownAnswerClipping) {
     const auto d = desc_or_die("terngrad:n=10,clip=2.5,seed=" + std::to_string(seed));
     std::vector<std::uint8_t> p;
     const auto out = test::roundtrip(d, g, {}, &p);
-    auto expected = hand_header(10, 0, 1, 8);
-    append(expected, {0x56, 0x55, 0x05, 0x00, 0, 0, 0x40, 0x3F});
+    auto expected = test::expected_header_at(CompressorKind::kTernGrad, 10, 0, 0, 1, 8);
+    test::append_bytes(expected, {0x56, 0x55, 0x05, 0x00, 0, 0, 0x40, 0x3F});
     EXPECT_EQ(p, expected);
     std::vector<float> want(10, 0.0f);
     want[0] = 0.75f;
@@ -142,14 +108,9 @@ TEST(TernGrad, MatchesTheFormulaAtEdgeSizes) {
   for (const char* opts : {"clip=2.5", "clip=0", "clip=1"}) {
     for (std::uint64_t n : test::edge_sizes()) {
       const auto d = desc_or_die("terngrad:seed=4,n=" + std::to_string(n) + "," + opts);
-      ref::CompressContext ctx;
-      ctx.step = 2;
-      ctx.tensor_id = 5;
-      ctx.rank = 1;
-      const auto v = test::normal_data(n, 31);
-      std::vector<std::uint8_t> p;
-      EXPECT_EQ(test::roundtrip(d, v, ctx, &p), terngrad_formula(d, ctx, v)) << d.to_string();
-      if (n > 0 && n <= 4097) test::expect_truncations_rejected(d, p, ctx);
+      const auto ctx = test::context_at(2, 5, 1);
+      test::expect_matches_formula(d, ctx, 31,
+                                   [&](const auto& v) { return terngrad_formula(d, ctx, v); });
     }
   }
 }
@@ -175,37 +136,17 @@ TEST(TernGrad, OneScalerPerTensorSegment) {
   EXPECT_TRUE(out[25] == 0 || out[25] == scalers[2]);
 }
 
-double bonferroni_z(std::size_t count) {
-  const double target = 1e-4 / static_cast<double>(count);
-  double lo = 0, hi = 40;
-  for (int i = 0; i < 200; ++i) {
-    const double mid = 0.5 * (lo + hi);
-    (std::erfc(mid / std::sqrt(2.0)) > target ? lo : hi) = mid;
-  }
-  return hi;
-}
-
-// Largest |mean - E| / sqrt(Var / trials) over elements; zero-variance elements must be exact.
+// Largest |mean - E| / sqrt(Var / trials) over the elements of s * sgn(g) * Bernoulli(|g| / s):
+// E = g, Var = |g| (s - |g|); zero-variance elements must match (see max_mean_z).
 double max_z(const std::vector<float>& g_clipped, float s, int trials,
              const std::function<std::vector<float>(std::uint32_t)>& draw) {
-  const std::size_t n = g_clipped.size();
-  std::vector<double> sum(n, 0.0);
-  for (int t = 0; t < trials; ++t) {
-    const auto q = draw(static_cast<std::uint32_t>(t));
-    for (std::size_t i = 0; i < n; ++i) sum[i] += q[i];
+  const std::vector<double> mean(g_clipped.begin(), g_clipped.end());
+  std::vector<double> var(mean.size());
+  for (std::size_t i = 0; i < mean.size(); ++i) {
+    const double a = std::fabs(mean[i]);
+    var[i] = a * (s - a);
   }
-  double worst = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    // s * sgn * Bernoulli(|g|/s): Var = |g| (s - |g|).
-    const double a = std::fabs(double(g_clipped[i])), var = a * (s - a);
-    const double diff = std::fabs(sum[i] / trials - g_clipped[i]);
-    if (var <= 0) {
-      if (diff > 1e-6 * a) worst = std::numeric_limits<double>::infinity();
-      continue;
-    }
-    worst = std::max(worst, diff / std::sqrt(var / trials));
-  }
-  return worst;
+  return test::max_mean_z(test::monte_carlo_sums(g_clipped.size(), trials, draw), mean, var);
 }
 
 TEST(TernGrad, UnbiasedForTheClippedGradientAndBiasedControlFails) {
@@ -224,7 +165,7 @@ TEST(TernGrad, UnbiasedForTheClippedGradientAndBiasedControlFails) {
   ASSERT_EQ(gc[3], s);  // the outliers really are clipped
   ASSERT_EQ(gc[7], -s);
   const int trials = 20000;
-  const double z = bonferroni_z(n);
+  const double z = test::bonferroni_z(1e-4, static_cast<double>(n));
   auto oracle = [&](std::uint32_t step) {
     ref::CompressContext ctx;
     ctx.step = step;
@@ -271,7 +212,7 @@ TEST(TernGrad, SharedScalers) {
       EXPECT_TRUE(x == 0 || x == shared[0] || x == -shared[0] || x == shared[1] || x == -shared[1]);
     // Decoding does not need the context's scalers: they are in the payload.
     std::vector<float> again;
-    ASSERT_TRUE(decode(d, p, &again).ok());
+    ASSERT_TRUE(test::decode(d, p, &again).ok());
     EXPECT_EQ(again, out);
   }
   // With shared = the worker's own local scalers the payload is byte-identical to
@@ -355,7 +296,8 @@ TEST(TernGrad, NonFinitePolicy) {
     const auto out = test::roundtrip(dp, v, {}, &p);
     for (int i = 0; i < 10; ++i) EXPECT_TRUE(std::isfinite(out[i])) << i;
     for (int i = 10; i < 30; ++i) EXPECT_FALSE(std::isfinite(out[i])) << clip << " " << i;
-    EXPECT_EQ(decode(desc_or_die("terngrad:shapes=10/20"), p).code(), StatusCode::kCorruptPayload);
+    EXPECT_EQ(test::decode(desc_or_die("terngrad:shapes=10/20"), p).code(),
+              StatusCode::kCorruptPayload);
   }
   v[11] = -std::nanf("");
   const auto on =
@@ -372,38 +314,24 @@ TEST(TernGrad, CorruptPayloadsAreRejected) {
   std::vector<std::uint8_t> good;
   ASSERT_TRUE(ref::compress(d, {}, v, good).ok());
   ASSERT_EQ(good.size(), kHeaderBytes + 16);
-  ASSERT_TRUE(decode(d, good).ok());
-  auto expect_bad = [&](std::vector<std::uint8_t> p, const char* what, const char* msg) {
-    Status s = decode(d, p);
-    EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << what;
-    EXPECT_NE(s.message().find(msg), std::string::npos) << what << ": " << s.message();
-  };
+  ASSERT_TRUE(test::decode(d, good).ok());
   auto p = good;
   p[kHeaderBytes] |= 0x3;  // element 0: code 3
-  expect_bad(p, "code 3", "code[0] = 3");
+  test::expect_corrupt(d, p, "code[0] = 3", {}, "code 3");
   p = good;
   p[kHeaderBytes + 5] |= 0x01;  // bit 40: first padding bit
-  expect_bad(p, "padding", "padding");
+  test::expect_corrupt(d, p, "padding", {}, "padding");
   for (float bad : {-1.0f, -0.0f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
     p = good;
     store_f32(p.data() + kHeaderBytes + 12, bad);
-    expect_bad(p, "bad scaler", "scaler[1]");
+    test::expect_corrupt(d, p, "scaler[1]", {}, "bad scaler");
   }
   p = good;
   p[kHeaderBytes] = static_cast<std::uint8_t>((p[kHeaderBytes] & ~0x3) | 0x2);  // code +1
   store_f32(p.data() + kHeaderBytes + 8, 0.0f);
-  expect_bad(p, "non-zero code with scaler 0", "scaler is 0");
-  p = good;
-  store_u32(p.data() + 24, 1);
-  expect_bad(p, "count", "count");
-  p = good;
-  p[7] = kFlagDense;
-  expect_bad(p, "dense flag", "flags");
-  p = good;
-  p.insert(p.end(), {0, 0, 0, 0});
-  store_u32(p.data() + 28, 20);
-  expect_bad(p, "long body", "body");
-  test::expect_truncations_rejected(d, good);
+  test::expect_corrupt(d, p, "scaler is 0", {}, "non-zero code with scaler 0");
+  // A wrong count, the dense flag, a body longer than the descriptor's, truncations.
+  test::expect_header_corruptions_rejected(d, good, 1);
 }
 
 }  // namespace

@@ -13,52 +13,6 @@ namespace {
 using test::desc_or_die;
 using test::roundtrip;
 
-std::vector<std::uint8_t> expected_header(std::uint8_t kind, std::uint64_t n, std::uint32_t count,
-                                          std::uint32_t body, std::uint8_t flags = 0) {
-  std::vector<std::uint8_t> h = {'G', 'C', 'M', 'P', 1, 0, kind, flags};
-  for (int i = 0; i < 8; ++i) h.push_back(static_cast<std::uint8_t>(n >> (8 * i)));
-  for (int i = 0; i < 8; ++i) h.push_back(0);  // step, tensor_id
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(count >> (8 * i)));
-  for (int i = 0; i < 4; ++i) h.push_back(static_cast<std::uint8_t>(body >> (8 * i)));
-  return h;
-}
-
-void append(std::vector<std::uint8_t>& v, std::initializer_list<std::uint8_t> bytes) {
-  v.insert(v.end(), bytes.begin(), bytes.end());
-}
-
-std::vector<std::uint8_t> compress_ok(const CompressorDesc& d, const std::vector<float>& in) {
-  std::vector<std::uint8_t> p;
-  Status s = ref::compress(d, {}, in, p);
-  EXPECT_TRUE(s.ok()) << d.to_string() << ": " << s.to_string();
-  return p;
-}
-
-std::vector<std::uint8_t> rebuild(const std::vector<std::uint8_t>& p, std::uint32_t count,
-                                  std::uint8_t flags, const std::vector<std::uint8_t>& body) {
-  std::vector<std::uint8_t> q(kHeaderBytes + body.size(), 0);
-  for (std::size_t i = 0; i < kHeaderBytes; ++i) q[i] = p[i];
-  for (std::size_t i = 0; i < body.size(); ++i) q[kHeaderBytes + i] = body[i];
-  q[7] = flags;
-  store_u32(q.data() + 24, count);
-  store_u32(q.data() + 28, static_cast<std::uint32_t>(body.size()));
-  return q;
-}
-
-std::vector<std::uint8_t> body_of(const std::vector<std::uint8_t>& p) {
-  return std::vector<std::uint8_t>(p.begin() + kHeaderBytes, p.end());
-}
-
-void expect_corrupt(const CompressorDesc& d, const std::vector<std::uint8_t>& p,
-                    const std::string& message_part) {
-  std::vector<float> out(d.n, 7.0f);
-  Status s = ref::decompress(d, {}, p, Span<float>(out));
-  EXPECT_EQ(s.code(), StatusCode::kCorruptPayload) << d.to_string() << ": " << s.to_string();
-  EXPECT_NE(s.message().find(message_part), std::string::npos)
-      << "expected '" << message_part << "' in: " << s.message();
-  for (float x : out) ASSERT_EQ(x, 7.0f) << "output must be untouched on error";
-}
-
 // C(v) from the definition: v_j where |v_j| > max(tau, 0) (in double), else 0.
 std::vector<float> model(const std::vector<float>& v, double tau) {
   std::vector<float> out(v.size(), 0.0f);
@@ -75,11 +29,11 @@ TEST(Threshold, KnownAnswerSparse) {
   // -0.75 = 0xbf400000, 3 = 0x40400000.
   const auto d = desc_or_die("threshold:n=10,tau=0.5");
   const std::vector<float> v = {0.25f, -1, 0.5f, 2, 0, -0.75f, 0.1f, 3, 0, 0};
-  auto want = expected_header(11, 10, 4, 32);
-  append(want, {1, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 7, 0, 0, 0});
-  append(want, {0x00, 0x00, 0x80, 0xbf, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0xbf, 0x00, 0x00,
-                0x40, 0x40});
-  EXPECT_EQ(compress_ok(d, v), want);
+  auto want = test::expected_header(11, 10, 4, 32);
+  test::append_bytes(want, {1, 0, 0, 0, 3, 0, 0, 0, 5, 0, 0, 0, 7, 0, 0, 0});
+  test::append_bytes(want, {0x00, 0x00, 0x80, 0xbf, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x40, 0xbf,
+                            0x00, 0x00, 0x40, 0x40});
+  EXPECT_EQ(test::compress_ok(d, v), want);
   EXPECT_EQ(roundtrip(d, v), (std::vector<float>{0, -1, 0, 2, 0, -0.75f, 0, 3, 0, 0}));
   EXPECT_EQ(ref::payload_bytes(d), 32u + 40u);  // the maximum: dense
 }
@@ -89,22 +43,22 @@ TEST(Threshold, KnownAnswerDense) {
   // dense, count = n, the body is C(v) = [1, +0, 2, 0.5] (not the raw -0.25).
   const auto d = desc_or_die("threshold:n=4,tau=0.3");
   const std::vector<float> v = {1, -0.25f, 2, 0.5f};
-  auto want = expected_header(11, 4, 4, 16, kFlagDense);
-  append(want,
-         {0x00, 0x00, 0x80, 0x3f, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x3f});
-  EXPECT_EQ(compress_ok(d, v), want);
+  auto want = test::expected_header(11, 4, 4, 16, kFlagDense);
+  test::append_bytes(
+      want, {0x00, 0x00, 0x80, 0x3f, 0, 0, 0, 0, 0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x3f});
+  EXPECT_EQ(test::compress_ok(d, v), want);
   EXPECT_EQ(roundtrip(d, v), (std::vector<float>{1, 0, 2, 0.5f}));
 }
 
 TEST(Threshold, DenseExactlyWhenPairsAreNotSmaller) {
   // n = 4: 2 selected -> 16 >= 16 bytes: dense; 1 selected -> 8 < 16: sparse.
   const auto d = desc_or_die("threshold:n=4,tau=1");
-  EXPECT_EQ(compress_ok(d, {2, 0, -3, 0})[7], kFlagDense);
-  EXPECT_EQ(compress_ok(d, {2, 0, 0.5f, 0})[7], 0);
+  EXPECT_EQ(test::compress_ok(d, {2, 0, -3, 0})[7], kFlagDense);
+  EXPECT_EQ(test::compress_ok(d, {2, 0, 0.5f, 0})[7], 0);
   // n = 5: 2 selected -> 16 < 20: sparse; 3 -> 24 >= 20: dense.
   const auto d5 = desc_or_die("threshold:n=5,tau=1");
-  EXPECT_EQ(compress_ok(d5, {2, 0, -3, 0, 0}).size(), 32u + 16u);
-  EXPECT_EQ(compress_ok(d5, {2, 0, -3, 0, 4}).size(), 32u + 20u);
+  EXPECT_EQ(test::compress_ok(d5, {2, 0, -3, 0, 0}).size(), 32u + 16u);
+  EXPECT_EQ(test::compress_ok(d5, {2, 0, -3, 0, 4}).size(), 32u + 20u);
 }
 
 // ---- tau edge cases ----------------------------------------------------------------------------
@@ -130,7 +84,7 @@ TEST(Threshold, TauEdgeCases) {
   std::vector<std::uint8_t> p;
   EXPECT_EQ(roundtrip(desc_or_die("threshold:n=12,tau=1e300"), v, {}, &p),
             std::vector<float>(12, 0.0f));
-  EXPECT_EQ(p, expected_header(11, 12, 0, 0));
+  EXPECT_EQ(p, test::expected_header(11, 12, 0, 0));
 }
 
 TEST(Threshold, IsNotHomogeneous) {
@@ -178,7 +132,8 @@ TEST(Threshold, PayloadSizeAndRoundTripAtEdgeSizes) {
 
 TEST(Threshold, BadInputPolicy) {
   // n = 0: empty sparse message; n = 1 works; all zeros send nothing.
-  EXPECT_EQ(compress_ok(desc_or_die("threshold:n=0"), {}), expected_header(11, 0, 0, 0));
+  EXPECT_EQ(test::compress_ok(desc_or_die("threshold:n=0"), {}),
+            test::expected_header(11, 0, 0, 0));
   EXPECT_EQ(roundtrip(desc_or_die("threshold:n=1,tau=0.5"), {-0.75f}), std::vector<float>{-0.75f});
   std::vector<std::uint8_t> p;
   EXPECT_EQ(roundtrip(desc_or_die("threshold:n=100,tau=-1"), std::vector<float>(100, 0.0f), {}, &p),
@@ -200,11 +155,11 @@ TEST(Threshold, BadInputPolicy) {
 TEST(Threshold, RejectsEveryBadField) {
   const auto d = desc_or_die("threshold:n=10,tau=0.5");
   const std::vector<float> v = {0.25f, -1, 0.5f, 2, 0, -0.75f, 0.1f, 3, 0, 0};
-  const auto p = compress_ok(d, v);  // sparse, 4 pairs: indices 1, 3, 5, 7
+  const auto p = test::compress_ok(d, v);  // sparse, 4 pairs: indices 1, 3, 5, 7
   test::expect_truncations_rejected(d, p);
-  const auto body = body_of(p);
+  const auto body = test::body_of(p);
   // count / body disagreement.
-  expect_corrupt(d, rebuild(p, 3, 0, body), "sparse body");
+  test::expect_corrupt(d, test::rebuild(p, 3, 0, body), "sparse body");
   // Sparse with count >= n / 2 (5 of 10): dense must be used.
   {
     std::vector<std::uint8_t> b(40, 0);
@@ -212,58 +167,58 @@ TEST(Threshold, RejectsEveryBadField) {
       store_u32(b.data() + 4 * i, 2 * i);
       store_f32(b.data() + 20 + 4 * i, 9.0f);
     }
-    expect_corrupt(d, rebuild(p, 5, 0, b), "dense form must be used");
+    test::expect_corrupt(d, test::rebuild(p, 5, 0, b), "dense form must be used");
   }
   // Indices: out of range, not increasing.
   auto b = body;
   store_u32(b.data() + 12, 10);
-  expect_corrupt(d, rebuild(p, 4, 0, b), "out of range");
+  test::expect_corrupt(d, test::rebuild(p, 4, 0, b), "out of range");
   b = body;
   store_u32(b.data() + 4, 1);
-  expect_corrupt(d, rebuild(p, 4, 0, b), "not strictly increasing");
+  test::expect_corrupt(d, test::rebuild(p, 4, 0, b), "not strictly increasing");
   // Values that cannot pass |x| > 0.5: 0.5 itself, 0, -0, NaN.
   for (float bad : {0.5f, -0.25f, 0.0f, -0.0f, std::nanf("")}) {
     b = body;
     store_f32(b.data() + 16 + 8, bad);
-    expect_corrupt(d, rebuild(p, 4, 0, b), "does not exceed the threshold");
+    test::expect_corrupt(d, test::rebuild(p, 4, 0, b), "does not exceed the threshold");
   }
   // Inf passes the threshold but is not finite under nonfinite=error; fine under propagate.
   b = body;
   store_f32(b.data() + 16, std::numeric_limits<float>::infinity());
-  expect_corrupt(d, rebuild(p, 4, 0, b), "not finite");
-  std::vector<float> out(10);
-  EXPECT_TRUE(ref::decompress(desc_or_die("threshold:n=10,tau=0.5,nonfinite=propagate"), {},
-                              rebuild(p, 4, 0, b), Span<float>(out))
+  test::expect_corrupt(d, test::rebuild(p, 4, 0, b), "not finite");
+  EXPECT_TRUE(test::decode(desc_or_die("threshold:n=10,tau=0.5,nonfinite=propagate"),
+                           test::rebuild(p, 4, 0, b))
                   .ok());
 
   // Dense payloads: n = 4, tau = 0.3, body [1, +0, 2, 0.5].
   const auto dd = desc_or_die("threshold:n=4,tau=0.3");
-  const auto pd = compress_ok(dd, {1, -0.25f, 2, 0.5f});
+  const auto pd = test::compress_ok(dd, {1, -0.25f, 2, 0.5f});
   test::expect_truncations_rejected(dd, pd);
-  const auto bd = body_of(pd);
-  expect_corrupt(dd, rebuild(pd, 3, kFlagDense, bd), "count");
+  const auto bd = test::body_of(pd);
+  test::expect_corrupt(dd, test::rebuild(pd, 3, kFlagDense, bd), "count");
   // An unselected entry must be +0: -0 and 0.25 (below tau) are rejected.
   for (float bad : {-0.0f, 0.25f, std::nanf("")}) {
     auto c = bd;
     store_f32(c.data() + 4, bad);
-    expect_corrupt(dd, rebuild(pd, 4, kFlagDense, c), "neither +0 nor above the threshold");
+    test::expect_corrupt(dd, test::rebuild(pd, 4, kFlagDense, c),
+                         "neither +0 nor above the threshold");
   }
   // Too few selected values for dense (1 of 4: the sparse form is smaller).
   {
     std::vector<std::uint8_t> c(16, 0);
     store_f32(c.data(), 1.0f);
-    expect_corrupt(dd, rebuild(pd, 4, kFlagDense, c), "sparse form is smaller");
+    test::expect_corrupt(dd, test::rebuild(pd, 4, kFlagDense, c), "sparse form is smaller");
   }
   {
     std::vector<std::uint8_t> c(16, 0);  // [1, +0, -Inf, 0.5]
     store_f32(c.data(), 1.0f);
     store_f32(c.data() + 8, -std::numeric_limits<float>::infinity());
     store_f32(c.data() + 12, 0.5f);
-    expect_corrupt(dd, rebuild(pd, 4, kFlagDense, c), "not finite");
+    test::expect_corrupt(dd, test::rebuild(pd, 4, kFlagDense, c), "not finite");
   }
   // Dense flag for n = 0.
   const auto d0 = desc_or_die("threshold:n=0");
-  expect_corrupt(d0, expected_header(11, 0, 0, 0, kFlagDense), "n = 0");
+  test::expect_corrupt(d0, test::expected_header(11, 0, 0, 0, kFlagDense), "n = 0");
 }
 
 }  // namespace

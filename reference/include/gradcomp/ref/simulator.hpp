@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,12 @@ struct SimulatorConfig {
   std::uint32_t outputs = 4;    // regression outputs / classes
   std::uint32_t hidden = 8;     // MLP hidden units
   std::uint32_t samples_per_worker = 64;
+  // Total samples; 0 = samples_per_worker * workers. Set it to keep the data set (and so the
+  // objective and its optimum) the same for every P.
+  std::uint32_t samples = 0;
+  // Non-IID split: fraction of each worker's shard taken from its own label range (1 = disjoint
+  // label ranges); the rest is dealt round-robin from a shared pool.
+  double skew = 0.8;
   std::uint32_t batch = 0;  // minibatch per worker; 0 = full local batch
   double noise = 0.0;       // least squares: label noise std (0: interpolation)
   std::uint32_t steps = 100;
@@ -62,5 +70,18 @@ struct Trajectory {
 };
 
 Result<Trajectory> simulate(const SimulatorConfig& cfg);
+
+// The same with another optimizer behind the run (tests; default: Optimizer::create).
+using OptimizerFactory = std::function<Result<std::unique_ptr<Optimizer>>(
+    const PresetDesc& preset, std::uint32_t workers, Span<const float> x0,
+    const std::vector<std::vector<std::uint64_t>>& shapes)>;
+Result<Trajectory> simulate(const SimulatorConfig& cfg, const OptimizerFactory& factory);
+
+// The trajectory as one JSON object (docs/simulator.md): the config, per-step lr, loss,
+// checksum and bytes per worker, and the parameters of every step when cfg.record_params.
+std::string trajectory_json(const SimulatorConfig& cfg, const Trajectory& trajectory);
+
+const char* objective_name(ObjectiveKind kind);  // "ls", "logistic", "mlp"
+const char* split_name(DataSplit split);         // "iid", "noniid"
 
 }  // namespace gradcomp::ref
