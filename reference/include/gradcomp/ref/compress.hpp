@@ -6,29 +6,16 @@
 #include <cstdint>
 #include <vector>
 
+#include "gradcomp/compress_context.hpp"
 #include "gradcomp/compressor.hpp"
 #include "gradcomp/span.hpp"
 #include "gradcomp/status.hpp"
 
 namespace gradcomp::ref {
 
-// Warm-start state of PowerSGD: the last Q of each matrix-shaped tensor segment (m x r', row
-// major). Empty entries are initialised from the shared N(0, 1) stream on first use.
-struct PowerSgdState {
-  std::vector<std::vector<float>> q;
-};
-
-// What changes from call to call.
-struct CompressContext {
-  std::uint32_t step = 0;
-  std::uint32_t tensor_id = 0;
-  std::uint32_t rank = 0;
-  // terngrad scaler=shared: one scaler per tensor segment, the max over workers of
-  // terngrad_local_scalers(). Ignored otherwise.
-  Span<const float> shared_scalers;
-  // powersgd warm start (warm_start=1). nullptr: a fresh shared Q every call.
-  PowerSgdState* powersgd = nullptr;
-};
+// The context and PowerSGD state are backend-independent (include/gradcomp/compress_context.hpp).
+using gradcomp::CompressContext;
+using gradcomp::PowerSgdState;
 
 // Size of the payload. Exact for fixed-size compressors; for variable-size ones (dgc,
 // threshold) the largest payload compress() can produce, so a caller can allocate.

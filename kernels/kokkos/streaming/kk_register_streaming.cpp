@@ -1,0 +1,8 @@
+// Registers the streaming kernels that exist in this folder with the Kokkos table.
+#include "../kk_ops.hpp"
+
+namespace gradcomp::kk {
+
+void register_streaming(KkTable& /*table*/) {}
+
+}  // namespace gradcomp::kk
