@@ -24,18 +24,6 @@ namespace {
 
 using Vec = std::vector<float>;
 
-// out[j] = fp32( (sum_{i = 0..P-1} double(v[i][j])) / P ), summed in rank order.
-Vec mean_rank_order(const std::vector<Vec>& v, std::uint64_t n) {
-  Vec out(n, 0.0f);
-  const double p = static_cast<double>(v.size());
-  for (std::uint64_t j = 0; j < n; ++j) {
-    double sum = 0.0;
-    for (const Vec& vi : v) sum += static_cast<double>(vi[j]);
-    out[j] = static_cast<float>(sum / p);
-  }
-  return out;
-}
-
 // The lr-scaled update fp32(lr * v).
 inline float lr_scaled(double lr, float v) {
   return static_cast<float>(lr * static_cast<double>(v));
@@ -92,14 +80,18 @@ Status shared_block(const CompressorDesc& desc, std::uint32_t step, std::vector<
                     std::uint64_t* bytes) {
   const Vec ones(desc.n, 1.0f);
   Vec q;
-  CompressContext ctx;
-  ctx.step = step;
-  ctx.tensor_id = 0;
-  ctx.rank = 0;
-  GRADCOMP_TRY(compress_roundtrip(desc, ctx, Span<const float>(ones), q, bytes));
+  GRADCOMP_TRY(compress_roundtrip(desc, step_context(step, 0), Span<const float>(ones), q, bytes));
   mask.assign(desc.n, false);
   for (std::uint64_t j = 0; j < desc.n; ++j) mask[j] = q[j] != 0.0f;
   return Status::success();
+}
+
+// The lr-free local momentum update with weight decay inside: d = double(g) + lambda * double(x);
+// m = fp32(mu * double(m) + d). Returns d.
+inline double momentum_step(double mu, double lambda, float g, float x, float& m) {
+  const double d = static_cast<double>(g) + lambda * static_cast<double>(x);
+  m = static_cast<float>(mu * static_cast<double>(m) + d);
+  return d;
 }
 
 bool slot_present(const CompressorDesc& d) {
@@ -127,12 +119,21 @@ class LocalOptimizerBase : public Optimizer {
     if (!s.ok()) return make_status(s.code(), preset_name(config_.preset), ": ", s.message());
     return Status::success();
   }
-  CompressContext worker_ctx(std::uint32_t step, std::uint32_t rank) const {
-    CompressContext ctx;
-    ctx.step = step;
-    ctx.tensor_id = 0;
-    ctx.rank = rank;
-    return ctx;
+  // lambda of the local momentum update (0 without weight decay).
+  double weight_decay() const {
+    return config_.weight_decay_form == WeightDecayForm::kNone ? 0.0 : config_.weight_decay;
+  }
+  // Worker `worker`'s replica among the local models x (empty past the last worker).
+  Span<const float> replica(const std::vector<Vec>& x, std::uint32_t worker) const {
+    if (worker >= workers_) return {};
+    return Span<const float>(x[worker]);
+  }
+  // Commits a successful step: the state becomes `next`, *comm (if any) the step's record.
+  template <class State>
+  static Status commit(State& state, State& next, CommRecord& record, CommRecord* comm) {
+    state = std::move(next);
+    if (comm != nullptr) *comm = std::move(record);
+    return Status::success();
   }
 
   PipelineConfig config_;
@@ -163,10 +164,7 @@ class LocalStepsOptimizer final : public LocalOptimizerBase {
     s_.memory.assign(workers, Vec(n_, 0.0f));
   }
 
-  Span<const float> model(std::uint32_t worker) const override {
-    if (worker >= workers_) return {};
-    return Span<const float>(s_.x[worker]);
-  }
+  Span<const float> model(std::uint32_t worker) const override { return replica(s_.x, worker); }
   // [P] evaluated on the global model a (the master's model).
   std::vector<float> evaluation_model() const override { return s_.global; }
   // The memory m_i, in model units (lr-scaled).
@@ -204,7 +202,7 @@ class LocalStepsOptimizer final : public LocalOptimizerBase {
               (static_cast<double>(next.anchor[i][j]) - static_cast<double>(next.x[i][j])) +
               static_cast<double>(next.memory[i][j]));
         }
-        GRADCOMP_TRY(compress_roundtrip(config_.up, worker_ctx(in.step, i),
+        GRADCOMP_TRY(compress_roundtrip(config_.up, step_context(in.step, i),
                                         Span<const float>(delta), c[i], &bytes[i]));
         for (std::uint64_t j = 0; j < n_; ++j)
           next.memory[i][j] = config_.error_feedback ? delta[j] - c[i][j] : 0.0f;
@@ -214,8 +212,7 @@ class LocalStepsOptimizer final : public LocalOptimizerBase {
             next.global[j] = static_cast<float>(static_cast<double>(next.global[j]) -
                                                 static_cast<double>(c[i][j]) / p);
           }
-          next.x[i] = next.global;
-          next.anchor[i] = next.global;
+          receive_global(next, i);
           record.up[i] += bytes[i];
           record.down[i] += dense_bytes(n_);  // [P] the master sends the dense global model
         }
@@ -223,20 +220,14 @@ class LocalStepsOptimizer final : public LocalOptimizerBase {
       if (!config_.async) {
         // Sum in rank order in double, divide by P, subtract in double, round once.
         for (std::uint64_t j = 0; j < n_; ++j) {
-          double sum = 0.0;
-          for (std::uint32_t i = 0; i < workers_; ++i) sum += static_cast<double>(c[i][j]);
-          next.global[j] = static_cast<float>(static_cast<double>(next.global[j]) - sum / p);
+          next.global[j] =
+              static_cast<float>(static_cast<double>(next.global[j]) - sum_rank_order(c, j) / p);
         }
-        for (std::uint32_t i = 0; i < workers_; ++i) {
-          next.x[i] = next.global;
-          next.anchor[i] = next.global;
-        }
+        for (std::uint32_t i = 0; i < workers_; ++i) receive_global(next, i);
         account_exchange(config_.up, bytes, &record);
       }
     }
-    s_ = std::move(next);
-    if (comm != nullptr) *comm = std::move(record);
-    return Status::success();
+    return commit(s_, next, record, comm);
   }
 
  private:
@@ -246,6 +237,11 @@ class LocalStepsOptimizer final : public LocalOptimizerBase {
     std::vector<Vec> anchor;  // a_i: the global model worker i last received
     std::vector<Vec> memory;  // m_i: error-feedback memory (model units)
   };
+  // Worker i receives the global model: x_i = a_i = a.
+  static void receive_global(State& s, std::uint32_t i) {
+    s.x[i] = s.global;
+    s.anchor[i] = s.global;
+  }
   State s_;
 };
 
@@ -273,10 +269,7 @@ class PartialAvgOptimizer final : public LocalOptimizerBase {
     s_.error.assign(workers, Vec(n_, 0.0f));
   }
 
-  Span<const float> model(std::uint32_t worker) const override {
-    if (worker >= workers_) return {};
-    return Span<const float>(s_.x[worker]);
-  }
+  Span<const float> model(std::uint32_t worker) const override { return replica(s_.x, worker); }
   // The mean of the replicas (the CSER authors average all parameters before testing).
   std::vector<float> evaluation_model() const override { return mean_rank_order(s_.x, n_); }
   // paper2c: e_i; code form: x_i - mean_j x_j (the part of x_i not shared with the others).
@@ -293,14 +286,11 @@ class PartialAvgOptimizer final : public LocalOptimizerBase {
     GRADCOMP_TRY(check_step(in, grads));
     State next = s_;
     const double mu = config_.momentum_form == MomentumForm::kNone ? 0.0 : config_.momentum;
-    const double lambda =
-        config_.weight_decay_form == WeightDecayForm::kNone ? 0.0 : config_.weight_decay;
+    const double lambda = weight_decay();
     std::vector<Vec> u(workers_, Vec(n_));
     for (std::uint32_t i = 0; i < workers_; ++i) {
       for (std::uint64_t j = 0; j < n_; ++j) {
-        const double d =
-            static_cast<double>(grads[i][j]) + lambda * static_cast<double>(next.x[i][j]);
-        next.momentum[i][j] = static_cast<float>(mu * static_cast<double>(next.momentum[i][j]) + d);
+        const double d = momentum_step(mu, lambda, grads[i][j], next.x[i][j], next.momentum[i][j]);
         u[i][j] = static_cast<float>(in.lr * (mu * static_cast<double>(next.momentum[i][j]) + d));
       }
     }
@@ -356,9 +346,7 @@ class PartialAvgOptimizer final : public LocalOptimizerBase {
         account_block(config_.c2, bytes, &record);
       }
     }
-    s_ = std::move(next);
-    if (comm != nullptr) *comm = std::move(record);
-    return Status::success();
+    return commit(s_, next, record, comm);
   }
 
  private:
@@ -402,10 +390,7 @@ class DetachedOptimizer final : public LocalOptimizerBase {
     s_.error.assign(workers, Vec(n_, 0.0f));
   }
 
-  Span<const float> model(std::uint32_t worker) const override {
-    if (worker >= workers_) return {};
-    return Span<const float>(s_.x[worker]);
-  }
+  Span<const float> model(std::uint32_t worker) const override { return replica(s_.x, worker); }
   std::vector<float> evaluation_model() const override {
     const Vec mean_e = mean_rank_order(s_.error, n_);
     Vec out(n_);
@@ -422,13 +407,10 @@ class DetachedOptimizer final : public LocalOptimizerBase {
     GRADCOMP_TRY(check_step(in, grads));
     State next = s_;
     const double mu = config_.momentum;
-    const double lambda =
-        config_.weight_decay_form == WeightDecayForm::kNone ? 0.0 : config_.weight_decay;
+    const double lambda = weight_decay();
     for (std::uint32_t k = 0; k < workers_; ++k) {
       for (std::uint64_t j = 0; j < n_; ++j) {
-        const double d =
-            static_cast<double>(grads[k][j]) + lambda * static_cast<double>(next.x[k][j]);
-        next.momentum[k][j] = static_cast<float>(mu * static_cast<double>(next.momentum[k][j]) + d);
+        momentum_step(mu, lambda, grads[k][j], next.x[k][j], next.momentum[k][j]);
         const float u = lr_scaled(in.lr, next.momentum[k][j]);
         next.x[k][j] -= u;
         next.delta[k][j] += u;
@@ -440,7 +422,7 @@ class DetachedOptimizer final : public LocalOptimizerBase {
       std::vector<Vec> c(workers_);
       std::vector<std::uint64_t> bytes(workers_, 0);
       for (std::uint32_t k = 0; k < workers_; ++k) {
-        GRADCOMP_TRY(compress_roundtrip(config_.up, worker_ctx(in.step, k),
+        GRADCOMP_TRY(compress_roundtrip(config_.up, step_context(in.step, k),
                                         Span<const float>(next.delta[k]), c[k], &bytes[k]));
       }
       const Vec cbar = mean_rank_order(c, n_);
@@ -455,9 +437,7 @@ class DetachedOptimizer final : public LocalOptimizerBase {
       }
       account_exchange(config_.up, bytes, &record);
     }
-    s_ = std::move(next);
-    if (comm != nullptr) *comm = std::move(record);
-    return Status::success();
+    return commit(s_, next, record, comm);
   }
 
  private:

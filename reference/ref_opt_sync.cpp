@@ -42,17 +42,6 @@ bool allreduce_compatible(const CompressorDesc& desc) {
   }
 }
 
-// Mean over workers of rows[i][j] for j in [begin, end): sum in double in rank order, / P.
-void mean_over_workers(const std::vector<std::vector<float>>& rows, std::uint64_t begin,
-                       std::uint64_t end, std::vector<float>& out) {
-  const double workers = static_cast<double>(rows.size());
-  for (std::uint64_t j = begin; j < end; ++j) {
-    double sum = 0.0;
-    for (const auto& row : rows) sum += static_cast<double>(row[j]);
-    out[j] = to_f32(sum / workers);
-  }
-}
-
 // Everything a step changes. Vectors of stages a configuration does not use stay empty.
 struct SyncState {
   std::vector<float> x;                    // the shared model (identical on every rank)
@@ -263,10 +252,7 @@ class SynchronousOptimizer final : public Optimizer {
     }
     std::vector<std::vector<float>> q(workers_);
     for (std::uint32_t i = 0; i < workers_; ++i) {
-      CompressContext ctx;
-      ctx.step = in.step;
-      ctx.tensor_id = 0;
-      ctx.rank = i;
+      CompressContext ctx = step_context(in.step, i);
       ctx.shared_scalers = shared_scalers;
       ctx.powersgd = s.worker_q.empty() ? nullptr : &s.worker_q[i];
       GRADCOMP_TRY(compress_roundtrip(desc, ctx, p[i], q[i], &record.up[i]));
@@ -294,7 +280,7 @@ class SynchronousOptimizer final : public Optimizer {
       // One vote message comes back, the size of a sign message.
       for (std::uint32_t i = 0; i < workers_; ++i) record.down[i] = payload_bytes(desc);
     } else {
-      mean_over_workers(q, 0, n_, aggregate);
+      mean_rank_order(q, 0, n_, aggregate);
       const bool allreduce = allreduce_compatible(desc);
       std::uint64_t total = 0;
       for (std::uint32_t i = 0; i < workers_; ++i) total += record.up[i];
@@ -317,7 +303,7 @@ class SynchronousOptimizer final : public Optimizer {
     for (std::size_t seg = 0; seg < segments.size(); ++seg) {
       const Segment& part = segments[seg];
       if (part.shape.size() < 2) {
-        mean_over_workers(send, part.offset, part.offset + part.size, aggregate);
+        mean_rank_order(send, part.offset, part.offset + part.size, aggregate);
         continue;
       }
       const std::uint64_t rows = part.shape[0];
@@ -338,12 +324,12 @@ class SynchronousOptimizer final : public Optimizer {
       for (std::uint32_t i = 0; i < workers_; ++i)
         GRADCOMP_TRY(matmul_mq(matrix(i), rows, cols, q, r, parts[i]));
       std::vector<float> p_hat(rows * r);
-      mean_over_workers(parts, 0, rows * r, p_hat);
+      mean_rank_order(parts, 0, rows * r, p_hat);
       GRADCOMP_TRY(orthogonalize(p_hat, rows, r, desc.eps));
       parts.assign(workers_, std::vector<float>(cols * r));
       for (std::uint32_t i = 0; i < workers_; ++i)
         GRADCOMP_TRY(matmul_mtp(matrix(i), rows, cols, p_hat, r, parts[i]));
-      mean_over_workers(parts, 0, cols * r, q);
+      mean_rank_order(parts, 0, cols * r, q);
       GRADCOMP_TRY(matmul_pqt(p_hat, rows, q, cols, r,
                               Span<float>(aggregate.data() + part.offset, part.size)));
       if (warm) s.powersgd.q[seg] = std::move(q);
@@ -398,10 +384,7 @@ class SynchronousOptimizer final : public Optimizer {
         const std::uint64_t at = chunk.begin + j;
         server_in[j] = to_f32(aggregate[at] + rescale * s.e_server[at]);
       }
-      CompressContext ctx;
-      ctx.step = in.step;
-      ctx.tensor_id = 1;
-      ctx.rank = owner;
+      const CompressContext ctx = step_context(in.step, owner, 1);
       std::vector<float> out;
       std::uint64_t bytes = 0;
       GRADCOMP_TRY(compress_roundtrip(descs[owner], ctx, server_in, out, &bytes));

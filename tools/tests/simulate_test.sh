@@ -6,38 +6,8 @@ set -u
 CASE=$1
 GC=$2
 WORK=$3
-rm -rf "$WORK"
-mkdir -p "$WORK" || exit 1
-cd "$WORK" || exit 1
-
-FAILED=0
-fail() {
-  echo "FAIL: $*" >&2
-  FAILED=1
-}
-
-# run EXPECTED_RC CMD...: stdout in out.txt, stderr in err.txt, checks the exit status.
-run() {
-  want=$1
-  shift
-  "$@" >out.txt 2>err.txt
-  rc=$?
-  if [ "$rc" -ne "$want" ]; then
-    fail "'$*' exited $rc, expected $want"
-    echo "--- stdout" >&2
-    cat out.txt >&2
-    echo "--- stderr" >&2
-    cat err.txt >&2
-  fi
-}
-
-expect() {
-  if ! grep -F -q -- "$2" "$1"; then
-    fail "$1 does not contain '$2'"
-    echo "--- $1" >&2
-    cat "$1" >&2
-  fi
-}
+# fail, run, expect, expect_not; starts WORK afresh and enters it.
+. "$(dirname "$0")/test_lib.sh"
 
 case "$CASE" in
 presets)

@@ -102,18 +102,25 @@ const std::vector<ConvergenceCase>& cases() {
   return table;
 }
 
-SimulatorConfig least_squares(const ConvergenceCase& c, std::uint32_t workers) {
+// The problem of this file (W of 4 x 16, 256 samples for every P, 50 steps per epoch) for
+// `preset` with `workers` workers; the rest stays at the simulator's defaults.
+SimulatorConfig problem(const char* preset, std::uint32_t workers, ObjectiveKind kind) {
   SimulatorConfig cfg;
-  cfg.preset = c.preset;
+  cfg.preset = preset;
   cfg.workers = workers;
-  cfg.objective = ObjectiveKind::kLeastSquares;
+  cfg.objective = kind;
   cfg.features = 16;
   cfg.outputs = 4;
   cfg.samples = 256;
+  cfg.steps_per_epoch = 50;
+  return cfg;
+}
+
+SimulatorConfig least_squares(const ConvergenceCase& c, std::uint32_t workers) {
+  SimulatorConfig cfg = problem(c.preset, workers, ObjectiveKind::kLeastSquares);
   cfg.batch = 0;
   cfg.noise = 0.0;
   cfg.steps = c.steps;
-  cfg.steps_per_epoch = 50;
   cfg.lr = c.lr;
   cfg.lr_decay = 0.1;
   cfg.lr_milestones = c.milestones;
@@ -184,18 +191,11 @@ TEST(ConvergenceTable, DenseSgdmReachesThePlantedModel) {
 TEST(ConvergenceNonIid, GmcAndDgcRunOnLabelSkewedData) {
   for (ObjectiveKind kind : {ObjectiveKind::kLogistic, ObjectiveKind::kLeastSquares}) {
     for (const char* preset : {"gmc:up.density=0.125", "dgc:density=0.125", "sgdm"}) {
-      SimulatorConfig cfg;
-      cfg.preset = preset;
-      cfg.workers = 4;
-      cfg.objective = kind;
+      SimulatorConfig cfg = problem(preset, 4, kind);
       cfg.split = DataSplit::kNonIid;
       cfg.skew = 0.8;
-      cfg.features = 16;
-      cfg.outputs = 4;
-      cfg.samples = 256;
       cfg.batch = 16;
       cfg.steps = 600;
-      cfg.steps_per_epoch = 50;
       cfg.lr = 0.02;
       auto run = simulate(cfg);
       ASSERT_TRUE(run.ok()) << preset << ": " << run.status().to_string();

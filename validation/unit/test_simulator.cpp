@@ -92,6 +92,20 @@ SimulatorConfig small_config(ObjectiveKind kind) {
   return cfg;
 }
 
+// The objective the simulator builds for cfg (docs/simulator.md), written out here so that the
+// tests check the simulator against the documented mapping (cfg.samples = 0 in these tests).
+ObjectiveSpec spec_of(const SimulatorConfig& cfg) {
+  ObjectiveSpec spec;
+  spec.kind = cfg.objective;
+  spec.features = cfg.features;
+  spec.outputs = cfg.outputs;
+  spec.hidden = cfg.hidden;
+  spec.samples = cfg.samples_per_worker * cfg.workers;
+  spec.noise = cfg.noise;
+  spec.seed = cfg.seed;
+  return spec;
+}
+
 Trajectory run_or_fail(const SimulatorConfig& cfg, const OptimizerFactory& f) {
   auto r = simulate(cfg, f);
   EXPECT_TRUE(r.ok()) << r.status().to_string();
@@ -366,14 +380,7 @@ TEST(Simulator, WorkersGetTheGradientOfTheirOwnMinibatch) {
   cfg.steps = 1;
   StandIn s;
   run_or_fail(cfg, s.factory());
-  ObjectiveSpec spec;
-  spec.kind = cfg.objective;
-  spec.features = cfg.features;
-  spec.outputs = cfg.outputs;
-  spec.hidden = cfg.hidden;
-  spec.samples = cfg.samples_per_worker * cfg.workers;
-  spec.noise = cfg.noise;
-  spec.seed = cfg.seed;
+  const ObjectiveSpec spec = spec_of(cfg);
   auto data = make_dataset(spec);
   auto shards = split_samples(data.value(), cfg.workers, cfg.split, cfg.skew);
   ASSERT_TRUE(data.ok() && shards.ok());
@@ -447,12 +454,7 @@ TEST(Simulator, SgdmSendsDenseBuffersBothWays) {
     cfg.preset = "sgdm";
     auto r = simulate(cfg);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
-    ObjectiveSpec spec;
-    spec.kind = kind;
-    spec.features = cfg.features;
-    spec.outputs = cfg.outputs;
-    spec.hidden = cfg.hidden;
-    const std::uint64_t n = parameter_count(spec);
+    const std::uint64_t n = parameter_count(spec_of(cfg));
     for (const StepTrace& st : r->steps) {
       ASSERT_EQ(st.bytes_up.size(), cfg.workers);
       ASSERT_EQ(st.bytes_down.size(), cfg.workers);

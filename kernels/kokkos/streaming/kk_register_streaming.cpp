@@ -3,6 +3,8 @@
 
 namespace gradcomp::kk {
 
-void register_streaming(KkTable& /*table*/) {}
+void register_streaming_kernels(KkTable& table);  // kk_streaming.cpp
+
+void register_streaming(KkTable& table) { register_streaming_kernels(table); }
 
 }  // namespace gradcomp::kk

@@ -1,0 +1,374 @@
+// Radix select, payload framing and the sparse apply step shared by the selection kernels.
+#include "kk_sel_common.hpp"
+
+#include <cmath>
+
+namespace gradcomp::kk::sel {
+namespace {
+
+// Histogram of (key >> shift) & (bins - 1) over the elements whose key matches `prefix` above
+// bit `prefix_shift`, as an array reduction (portable; on Serial there is one accumulator, so no
+// atomics). The last slot holds the first non-finite index (min-joined) when check_finite.
+template <class Space>
+struct KeyHistogram {
+  using value_type = std::uint32_t[];
+  using size_type = std::uint32_t;
+  size_type value_count;
+  UView<const float, Space> in;
+  std::uint32_t shift;
+  std::uint32_t prefix_shift;  // 32: no filter
+  std::uint32_t prefix;
+  bool check_finite;
+
+  KOKKOS_INLINE_FUNCTION void init(value_type v) const {
+    for (size_type b = 0; b + 1 < value_count; ++b) v[b] = 0;
+    v[value_count - 1] = 0xFFFFFFFFu;
+  }
+  KOKKOS_INLINE_FUNCTION void join(value_type dst, const value_type src) const {
+    for (size_type b = 0; b + 1 < value_count; ++b) dst[b] += src[b];
+    if (src[value_count - 1] < dst[value_count - 1]) dst[value_count - 1] = src[value_count - 1];
+  }
+  KOKKOS_INLINE_FUNCTION void join(volatile value_type dst, const volatile value_type src) const {
+    for (size_type b = 0; b + 1 < value_count; ++b) dst[b] += src[b];
+    if (src[value_count - 1] < dst[value_count - 1]) dst[value_count - 1] = src[value_count - 1];
+  }
+  std::uint64_t n;
+  KOKKOS_INLINE_FUNCTION void operator()(const std::uint64_t c, value_type v) const {
+    const std::uint64_t e = chunk_end(c, n);
+    const std::uint32_t sh = shift, psh = prefix_shift, pre = prefix, mask = value_count - 2;
+    bool any_bad = false;
+    for (std::uint64_t i = c * kChunk; i < e; ++i) {
+      const std::uint32_t key = abs_key(in(i));
+      any_bad |= key_nonfinite(key);
+      if (psh < 32 && (key >> psh) != pre) continue;
+      v[(key >> sh) & mask] += 1;
+    }
+    if (check_finite && any_bad) {
+      for (std::uint64_t i = c * kChunk; i < e; ++i) {
+        // n < 2^32 (can_implement), so the index fits the u32 slot.
+        if (key_nonfinite(abs_key(in(i)))) {
+          if (static_cast<std::uint32_t>(i) < v[value_count - 1])
+            v[value_count - 1] = static_cast<std::uint32_t>(i);
+          break;
+        }
+      }
+    }
+  }
+};
+
+// Walks a histogram from the top bin down: the bin holding the `rank`-th largest (1-based), and
+// how many elements lie in higher bins.
+void find_bin(const std::vector<std::uint32_t>& h, std::uint64_t rank, std::uint32_t& bin,
+              std::uint64_t& above) {
+  above = 0;
+  for (std::size_t b = h.size(); b-- > 0;) {
+    if (above + h[b] >= rank) {
+      bin = static_cast<std::uint32_t>(b);
+      return;
+    }
+    above += h[b];
+  }
+  bin = 0;
+}
+
+std::vector<std::uint32_t> histogram(UView<const float> in, std::uint32_t bits, std::uint32_t shift,
+                                     std::uint32_t prefix_shift, std::uint32_t prefix,
+                                     bool check_finite, std::uint32_t& first_bad) {
+  KeyHistogram<Exec> f{(1u << bits) + 1, in,           shift,       prefix_shift,
+                       prefix,           check_finite, in.extent(0)};
+  std::vector<std::uint32_t> h((1u << bits) + 1);
+  Kokkos::View<std::uint32_t*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> res(
+      h.data(), h.size());
+  Kokkos::parallel_reduce("gradcomp::kk::topk_histogram", Range<>(0, chunks(in.extent(0))), f, res);
+  first_bad = h.back();
+  h.pop_back();
+  return h;
+}
+
+}  // namespace
+
+Status check_compress_args(const CompressorDesc& desc, Span<const float> in) {
+  GRADCOMP_TRY(validate(desc));
+  const char* name = compressor_name(desc.kind);
+  GRADCOMP_CHECK_ARG(in.size() == desc.n, name, ": input has ", in.size(),
+                     " elements but the descriptor says n = ", desc.n);
+  GRADCOMP_CHECK_ARG(in.size() == 0 || in.data() != nullptr, name, ": null input pointer");
+  return Status::success();
+}
+
+Status nonfinite_status(const CompressorDesc& desc, Span<const float> in, std::uint64_t i) {
+  return make_status(StatusCode::kNonFinite, compressor_name(desc.kind), ": input[", i,
+                     "] = ", in[i],
+                     " is not finite (nonfinite=error; use nonfinite=propagate to allow)");
+}
+
+Status check_decompress_args(const CompressorDesc& desc, const CompressContext& ctx,
+                             Span<const std::uint8_t> payload, Span<float> out,
+                             WireHeader& header) {
+  GRADCOMP_TRY(validate(desc));
+  const char* name = compressor_name(desc.kind);
+  GRADCOMP_CHECK_ARG(out.size() == desc.n, name, ": output has ", out.size(),
+                     " elements but the descriptor says n = ", desc.n);
+  GRADCOMP_CHECK_ARG(payload.size() == 0 || payload.data() != nullptr, name,
+                     ": null payload pointer");
+  Status s = read_header(payload, desc.kind, desc.n, ctx.step, ctx.tensor_id, &header);
+  if (!s.ok()) return make_status(s.code(), name, ": ", s.message());
+  return Status::success();
+}
+
+std::uint64_t first_nonfinite(UView<const float> in) {
+  std::uint64_t bad = kNone;
+  const std::uint64_t n = in.extent(0);
+  Kokkos::parallel_reduce(
+      "gradcomp::kk::first_nonfinite", Range<>(0, chunks(n)),
+      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& m) {
+        const std::uint64_t e = chunk_end(c, n);
+        bool any = false;
+        for (std::uint64_t i = c * kChunk; i < e; ++i) any |= key_nonfinite(abs_key(in(i)));
+        if (!any) return;
+        for (std::uint64_t i = c * kChunk; i < e; ++i) {
+          if (key_nonfinite(abs_key(in(i)))) {
+            if (i < m) m = i;
+            return;
+          }
+        }
+      },
+      Kokkos::Min<std::uint64_t>(bad));
+  return bad;
+}
+
+Status new_payload(const CompressorDesc& desc, const CompressContext& ctx, std::uint64_t count,
+                   std::uint8_t flags, std::uint64_t body_bytes, std::vector<std::uint8_t>& out) {
+  GRADCOMP_CHECK_ARG(body_bytes <= 0xFFFFFFFFull, compressor_name(desc.kind), ": body of ",
+                     body_bytes, " bytes exceeds the 32-bit body_bytes header field");
+  GRADCOMP_CHECK_ARG(count <= 0xFFFFFFFFull, compressor_name(desc.kind), ": count ", count,
+                     " exceeds the 32-bit header field");
+  out.assign(kHeaderBytes + body_bytes, 0);
+  WireHeader h;
+  h.compressor = static_cast<std::uint8_t>(desc.kind);
+  h.flags = flags;
+  h.n = desc.n;
+  h.step = ctx.step;
+  h.tensor_id = ctx.tensor_id;
+  h.count = static_cast<std::uint32_t>(count);
+  h.body_bytes = static_cast<std::uint32_t>(body_bytes);
+  write_header(h, out.data());
+  return Status::success();
+}
+
+Status write_dense(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
+                   std::vector<std::uint8_t>& payload) {
+  std::vector<std::uint8_t> p;
+  GRADCOMP_TRY(new_payload(desc, ctx, desc.n, kFlagDense, 4 * desc.n, p));
+  UView<const float> src = view_of(in);
+  UView<float> dst(reinterpret_cast<float*>(p.data() + kHeaderBytes), desc.n);
+  const bool check = desc.nonfinite == NonfinitePolicy::kError;
+  std::uint64_t bad = kNone;
+  const std::uint64_t n = desc.n;
+  Kokkos::parallel_reduce(
+      "gradcomp::kk::dense_copy", Range<>(0, chunks(n)),
+      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& m) {
+        const std::uint64_t e = chunk_end(c, n);
+        bool any = false;
+        for (std::uint64_t i = c * kChunk; i < e; ++i) {
+          const float x = src(i);
+          dst(i) = x;
+          any |= key_nonfinite(abs_key(x));
+        }
+        if (!check || !any) return;
+        for (std::uint64_t i = c * kChunk; i < e; ++i) {
+          if (key_nonfinite(abs_key(src(i)))) {
+            if (i < m) m = i;
+            return;
+          }
+        }
+      },
+      Kokkos::Min<std::uint64_t>(bad));
+  if (bad != kNone) return nonfinite_status(desc, in, bad);
+  payload.swap(p);
+  return Status::success();
+}
+
+KthKey kth_key(UView<const float> in, std::uint64_t k, bool check_finite) {
+  KthKey r;
+  // Pass 1: bits 16..30 of the key (15 bits); pass 2: bits 0..15 within the chosen bin.
+  std::uint32_t bad = 0xFFFFFFFFu;
+  const std::vector<std::uint32_t> h1 = histogram(in, 15, 16, 32, 0, check_finite, bad);
+  if (bad != 0xFFFFFFFFu) {
+    r.first_bad = bad;
+    return r;
+  }
+  std::uint32_t b1 = 0, b2 = 0;
+  std::uint64_t above1 = 0, above2 = 0;
+  find_bin(h1, k, b1, above1);
+  const std::vector<std::uint32_t> h2 = histogram(in, 16, 0, 16, b1, false, bad);
+  find_bin(h2, k - above1, b2, above2);
+  r.key = (b1 << 16) | b2;
+  r.greater = above1 + above2;
+  r.ties_needed = k - r.greater;
+  return r;
+}
+
+void emit_topk(UView<const float> in, const KthKey& t, UView<std::uint32_t> idx, UView<float> val,
+               UView<const std::uint32_t> src) {
+  const bool remap = src.extent(0) > 0;
+  const std::uint32_t thr = t.key;
+  const std::uint64_t need = t.ties_needed;
+  // Scan value: (ties seen) << 32 | (greater seen); both < 2^32 (n < 2^32). The output slot of
+  // a selected element is greater_before + min(ties_before, need): associative, so the same
+  // scan is correct on a parallel backend.
+  const std::uint64_t n = in.extent(0);
+  Kokkos::parallel_scan(
+      "gradcomp::kk::topk_emit", Range<>(0, chunks(n)),
+      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& acc, const bool final) {
+        const std::uint64_t e = chunk_end(c, n);
+        std::uint64_t gt = acc & 0xFFFFFFFFu, ties = acc >> 32;
+        const std::uint64_t gt0 = gt, ties0 = ties;
+        if (final) {
+          for (std::uint64_t i = c * kChunk; i < e; ++i) {
+            const float x = in(i);
+            const std::uint32_t key = abs_key(x);
+            if (key > thr || (key == thr && ties < need)) {
+              const std::uint64_t pos = gt + (ties < need ? ties : need);
+              idx(pos) = remap ? src(i) : static_cast<std::uint32_t>(i);
+              val(pos) = x;
+            }
+            gt += key > thr ? 1u : 0u;
+            ties += key == thr ? 1u : 0u;
+          }
+        } else {
+          for (std::uint64_t i = c * kChunk; i < e; ++i) {
+            const std::uint32_t key = abs_key(in(i));
+            gt += key > thr ? 1u : 0u;
+            ties += key == thr ? 1u : 0u;
+          }
+        }
+        acc += ((ties - ties0) << 32) + (gt - gt0);
+      });
+}
+
+std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
+                          UView<std::uint32_t> idx, UView<float> val) {
+  std::uint32_t bad = 0xFFFFFFFFu;
+  const std::vector<std::uint32_t> h1 = histogram(in, 15, 16, 32, 0, check, bad);
+  if (bad != 0xFFFFFFFFu) return bad;
+  std::uint32_t b1 = 0, b2 = 0;
+  std::uint64_t above1 = 0, above2 = 0;
+  find_bin(h1, k, b1, above1);
+  // Pass 2: compact every element whose high bits are >= b1, in index order.
+  const std::uint64_t cap = above1 + h1[b1];
+  thread_local std::vector<std::uint32_t> ci;
+  thread_local std::vector<float> cv;
+  if (ci.size() < cap) {
+    ci.resize(cap);
+    cv.resize(cap);
+  }
+  const UView<std::uint32_t> civ(ci.data(), cap);
+  const UView<float> cvv(cv.data(), cap);
+  const std::uint64_t n = in.extent(0);
+  Kokkos::parallel_scan(
+      "gradcomp::kk::topk_compact", Range<>(0, chunks(n)),
+      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& pos, const bool final) {
+        const std::uint64_t e = chunk_end(c, n);
+        std::uint64_t at = pos;
+        for (std::uint64_t i = c * kChunk; i < e; ++i) {
+          const float x = in(i);
+          if ((abs_key(x) >> 16) >= b1) {
+            if (final) {
+              civ(at) = static_cast<std::uint32_t>(i);
+              cvv(at) = x;
+            }
+            ++at;
+          }
+        }
+        pos = at;
+      });
+  const UView<const float> cand(cv.data(), cap);
+  const std::vector<std::uint32_t> h2 = histogram(cand, 16, 0, 16, b1, false, bad);
+  find_bin(h2, k - above1, b2, above2);
+  KthKey t;
+  t.key = (b1 << 16) | b2;
+  t.greater = above1 + above2;
+  t.ties_needed = k - t.greater;
+  emit_topk(cand, t, idx, val, UView<const std::uint32_t>(ci.data(), cap));
+  return kNone;
+}
+
+void apply_sparse(UView<const std::uint32_t> idx, UView<const float> val, bool accumulate,
+                  float alpha, UView<float> out) {
+  const std::uint64_t count = idx.extent(0);
+  const std::uint64_t n = out.extent(0);
+  if (!accumulate) {
+    Kokkos::deep_copy(out, 0.0f);
+    Kokkos::parallel_for(
+        "gradcomp::kk::sparse_scatter", Range<>(0, count),
+        KOKKOS_LAMBDA(const std::uint64_t i) { out(idx(i)) = val(i); });
+    return;
+  }
+  const double a = static_cast<double>(alpha);
+  // Item i handles index idx(i) and the gap of unselected entries before it; item `count` the
+  // tail. Indices are strictly increasing (validated), so items touch disjoint entries.
+  Kokkos::parallel_for(
+      "gradcomp::kk::sparse_accumulate", Range<>(0, count + 1),
+      KOKKOS_LAMBDA(const std::uint64_t i) {
+        const std::uint64_t begin = i == 0 ? 0 : std::uint64_t{idx(i - 1)} + 1;
+        const std::uint64_t end = i == count ? n : std::uint64_t{idx(i)};
+        const double zero = a * 0.0;
+        for (std::uint64_t j = begin; j < end; ++j)
+          out(j) = static_cast<float>(static_cast<double>(out(j)) + zero);
+        if (i < count)
+          out(end) =
+              static_cast<float>(static_cast<double>(out(end)) + a * static_cast<double>(val(i)));
+      });
+}
+
+void apply_dense(UView<const float> val, bool accumulate, float alpha, UView<float> out) {
+  const double a = static_cast<double>(alpha);
+  if (!accumulate) {
+    Kokkos::parallel_for(
+        "gradcomp::kk::dense_copy_out", Range<>(0, out.extent(0)),
+        KOKKOS_LAMBDA(const std::uint64_t j) { out(j) = val(j); });
+    return;
+  }
+  Kokkos::parallel_for(
+      "gradcomp::kk::dense_accumulate", Range<>(0, out.extent(0)),
+      KOKKOS_LAMBDA(const std::uint64_t j) {
+        out(j) = static_cast<float>(static_cast<double>(out(j)) + a * static_cast<double>(val(j)));
+      });
+}
+
+std::uint64_t first_bad_index(UView<const std::uint32_t> idx, std::uint64_t n) {
+  std::uint64_t bad = kNone;
+  Kokkos::parallel_reduce(
+      "gradcomp::kk::check_indices", Range<>(0, idx.extent(0)),
+      KOKKOS_LAMBDA(const std::uint64_t i, std::uint64_t& m) {
+        const std::uint32_t v = idx(i);
+        const bool ok = v < n && (i == 0 || v > idx(i - 1));
+        if (!ok && i < m) m = i;
+      },
+      Kokkos::Min<std::uint64_t>(bad));
+  return bad;
+}
+
+Status describe_bad_index(const std::uint32_t* idx, std::uint64_t i, std::uint64_t n) {
+  GRADCOMP_CHECK_PAYLOAD(idx[i] < n, "index[", i, "] = ", idx[i], " is out of range (n = ", n, ")");
+  return make_status(StatusCode::kCorruptPayload, "indices are not strictly increasing at [", i,
+                     "]: ", idx[i - 1], " then ", idx[i]);
+}
+
+Status check_dense(const CompressorDesc& desc, const WireHeader& header,
+                   Span<const std::uint8_t> body) {
+  GRADCOMP_CHECK_PAYLOAD(header.count == header.n, "dense payload count ", header.count, " != n ",
+                         header.n);
+  GRADCOMP_CHECK_PAYLOAD(body.size() == 4 * header.n, "dense body is ", body.size(),
+                         " bytes, expected ", 4 * header.n);
+  if (desc.nonfinite == NonfinitePolicy::kError) {
+    const std::uint64_t bad = first_nonfinite(f32_view(body.data(), header.n));
+    GRADCOMP_CHECK_PAYLOAD(bad == kNone, "dense value[", bad,
+                           "] = ", load_f32(body.data() + 4 * (bad == kNone ? 0 : bad)),
+                           " is not finite (nonfinite=error)");
+  }
+  return Status::success();
+}
+
+}  // namespace gradcomp::kk::sel

@@ -1,0 +1,194 @@
+// Fused EF worker step against a reference composition: the scalar arithmetic of
+// reference/ref_opt_sync.cpp's worker stage (S2-S4) + ref::compress / ref::decompress (S5) +
+// e = f32(p - q) (S6), compared bitwise (payload, momentum, error) over several steps.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gradcomp/kernels/fused_ef.hpp"
+#include "gradcomp/ref/compress.hpp"
+#include "test_util.hpp"
+
+namespace gradcomp {
+namespace {
+
+using kk::FusedEfParams;
+using test::desc_or_die;
+using test::normal_data;
+
+float f32(double x) { return static_cast<float>(x); }
+
+// The reference worker step, written like ref_opt_sync.cpp's worker_input and
+// compress_and_aggregate.
+Status reference_step(const CompressorDesc& d, const CompressContext& ctx, const FusedEfParams& pa,
+                      const std::vector<float>& g, std::vector<float>& m, std::vector<float>& e,
+                      std::vector<std::uint8_t>& payload) {
+  const std::uint64_t n = d.n;
+  for (std::uint64_t j = 0; j < n; ++j) {
+    if (!std::isfinite(g[j])) return make_status(StatusCode::kNonFinite, "grad");
+  }
+  const double mu = pa.momentum, eta = pa.lr;
+  const double rescale =
+      pa.lr_placement == LrPlacement::kOutsideRescale && pa.has_lr_prev ? pa.lr_prev / eta : 1.0;
+  std::vector<float> mm = m, u(n), p(n);
+  for (std::uint64_t j = 0; j < n; ++j) {
+    switch (pa.momentum_form) {
+      case MomentumForm::kHeavyBall:
+        mm[j] = f32(mu * mm[j] + g[j]);
+        u[j] = mm[j];
+        break;
+      case MomentumForm::kNesterov:
+        mm[j] = f32(mu * mm[j] + g[j]);
+        u[j] = f32(g[j] + mu * mm[j]);
+        break;
+      case MomentumForm::kEma:
+        mm[j] = f32(mu * mm[j] + (1.0 - mu) * g[j]);
+        u[j] = mm[j];
+        break;
+      case MomentumForm::kNone: u[j] = g[j]; break;
+    }
+  }
+  if (pa.lr_placement == LrPlacement::kInside) {
+    for (float& v : u) v = f32(eta * v);
+  }
+  for (std::uint64_t j = 0; j < n; ++j) {
+    p[j] = pa.error_feedback ? f32(u[j] + rescale * e[j]) : u[j];
+  }
+  std::vector<std::uint8_t> out;
+  GRADCOMP_TRY(ref::compress(d, ctx, p, out));
+  std::vector<float> q(n);
+  GRADCOMP_TRY(ref::decompress(d, ctx, out, Span<float>(q)));
+  if (pa.error_feedback) {
+    for (std::uint64_t j = 0; j < n; ++j) e[j] = f32(p[j] - static_cast<double>(q[j]));
+  }
+  m = mm;
+  payload.swap(out);
+  return Status::success();
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
+}
+
+std::string with_n(const std::string& text, std::uint64_t n) {
+  return text + (text.find(':') == std::string::npos ? ":n=" : ",n=") + std::to_string(n);
+}
+
+void run_steps(const std::string& text, std::uint64_t n, FusedEfParams pa, int steps) {
+  const CompressorDesc d = desc_or_die(with_n(text, n));
+  SCOPED_TRACE(d.to_string() + " form " + std::to_string(int(pa.momentum_form)) + " lr " +
+               std::to_string(int(pa.lr_placement)) + " ef " + std::to_string(pa.error_feedback));
+  ASSERT_TRUE(kk::fused_ef_supports(d));
+  std::vector<float> mk(n, 0.0f), ek(n, 0.0f), mr(n, 0.0f), er(n, 0.0f);
+  const bool has_m = pa.momentum_form != MomentumForm::kNone;
+  for (int t = 0; t < steps; ++t) {
+    const std::vector<float> g = normal_data(n, 100 + static_cast<std::uint64_t>(t));
+    pa.has_lr_prev = t > 0;
+    pa.lr_prev = pa.lr;
+    pa.lr = 0.1 / (1.0 + 0.5 * t);  // a decaying schedule, so the rescale factor matters
+    const CompressContext ctx{static_cast<std::uint32_t>(t), 0, 1, {}, nullptr};
+    std::vector<std::uint8_t> pk, pr;
+    const Status sr = reference_step(d, ctx, pa, g, mr, er, pr);
+    ASSERT_TRUE(sr.ok()) << sr.to_string();
+    const Status sk =
+        kk::fused_ef_compress(d, ctx, pa, g, has_m ? Span<float>(mk) : Span<float>(),
+                              pa.error_feedback ? Span<float>(ek) : Span<float>(), pk);
+    ASSERT_TRUE(sk.ok()) << sk.to_string();
+    ASSERT_TRUE(pk == pr) << "payload differs at step " << t;
+    if (has_m) {
+      ASSERT_TRUE(same_bits(mk, mr)) << "momentum differs at step " << t;
+    }
+    if (pa.error_feedback) {
+      ASSERT_TRUE(same_bits(ek, er)) << "error differs at step " << t;
+    }
+  }
+}
+
+TEST(KkFused, EfSgdBlocksign) {  // ef-sgd: no momentum, lr inside, EF on
+  FusedEfParams pa;
+  pa.lr_placement = LrPlacement::kInside;
+  for (std::uint64_t n : {1ull, 31ull, 33ull, 1023ull, 4097ull, (1ull << 20) + 3}) {
+    run_steps("blocksign", n, pa, 4);
+    run_steps("blocksign:block=256,scale=l2", n, pa, 3);
+    run_steps("blocksign:block=7,scale=none", n, pa, 3);
+  }
+}
+
+TEST(KkFused, DistEfSgdmBlocksign) {  // dist-ef-sgdm: momentum, lr outside (rescaled), EF on
+  for (MomentumForm form : {MomentumForm::kHeavyBall, MomentumForm::kNesterov, MomentumForm::kEma,
+                            MomentumForm::kNone}) {
+    for (LrPlacement lr :
+         {LrPlacement::kInside, LrPlacement::kOutside, LrPlacement::kOutsideRescale}) {
+      FusedEfParams pa;
+      pa.momentum_form = form;
+      pa.momentum = 0.9;
+      pa.lr_placement = lr;
+      run_steps("blocksign:block=128", 4097, pa, 5);
+      run_steps("blocksign", 1000, pa, 3);
+    }
+  }
+}
+
+TEST(KkFused, SgdmIdentityAndHalfFormats) {
+  for (const char* c : {"identity", "fp16", "bf16"}) {
+    FusedEfParams pa;
+    pa.momentum_form = MomentumForm::kHeavyBall;
+    pa.momentum = 0.9;
+    pa.error_feedback = false;
+    run_steps(c, 4097, pa, 3);
+    pa.error_feedback = true;
+    pa.lr_placement = LrPlacement::kOutsideRescale;
+    run_steps(c, 1023, pa, 4);
+  }
+}
+
+TEST(KkFused, SignumNoEf) {
+  FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kHeavyBall;
+  pa.momentum = 0.9;
+  pa.error_feedback = false;
+  for (std::uint64_t n : {1ull, 32ull, 33ull, 4097ull}) run_steps("sign", n, pa, 4);
+}
+
+TEST(KkFused, StateUntouchedOnError) {
+  const std::uint64_t n = 100;
+  const CompressorDesc d = desc_or_die(with_n("blocksign", n));
+  FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kHeavyBall;
+  pa.momentum = 0.5;
+  std::vector<float> g = normal_data(n, 5), m = normal_data(n, 6), e = normal_data(n, 7);
+  const std::vector<float> m0 = m, e0 = e;
+  std::vector<std::uint8_t> payload = {4, 2};
+  g[60] = std::nanf("");
+  Status s = kk::fused_ef_compress(d, {}, pa, g, m, e, payload);
+  EXPECT_EQ(s.code(), StatusCode::kNonFinite);
+  EXPECT_NE(s.message().find("grad[60]"), std::string::npos) << s.message();
+  // p overflows to Inf (finite g, huge e): the compressor's check rejects it.
+  g[60] = 1.0f;
+  e[10] = 3e38f;
+  pa.error_feedback = true;
+  pa.lr_placement = LrPlacement::kOutsideRescale;
+  pa.has_lr_prev = true;
+  pa.lr_prev = 10.0;
+  pa.lr = 1.0;
+  std::vector<float> e1 = e;
+  s = kk::fused_ef_compress(d, {}, pa, g, m, e, payload);
+  EXPECT_EQ(s.code(), StatusCode::kNonFinite) << s.to_string();
+  EXPECT_TRUE(same_bits(e, e1));
+  e = e0;
+  std::vector<float> shorter(n - 1);
+  EXPECT_EQ(kk::fused_ef_compress(d, {}, pa, g, shorter, e, payload).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(kk::fused_ef_compress(d, {}, pa, g, m, shorter, payload).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_TRUE(same_bits(m, m0));
+  EXPECT_TRUE(same_bits(e, e0));
+  EXPECT_EQ(payload, (std::vector<std::uint8_t>{4, 2}));
+  EXPECT_FALSE(kk::fused_ef_supports(desc_or_die("topk:n=10,k=2")));
+}
+
+}  // namespace
+}  // namespace gradcomp

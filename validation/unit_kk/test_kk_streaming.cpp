@@ -1,0 +1,227 @@
+// Kokkos streaming kernels (identity fp16 bf16 sign blocksign) against the reference:
+// byte-identical payloads, identical decoded values and accumulations, identical Status codes for
+// bad input and corrupt payloads, outputs untouched on error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gradcomp/kernels/registry.hpp"
+#include "test_util.hpp"
+
+namespace gradcomp {
+namespace {
+
+using test::desc_or_die;
+using test::normal_data;
+
+CompressorOps kk_ops(const CompressorDesc& d) {
+  auto r = select_impl(d, "kk");
+  EXPECT_TRUE(r.ok()) << d.to_string() << ": " << r.status().to_string();
+  return r.ok() ? r.value()->ops(d.kind) : CompressorOps{};
+}
+CompressorOps ref_ops(const CompressorDesc& d) {
+  return select_impl(d, "ref").value()->ops(d.kind);
+}
+
+// "name" or "name:opts" plus n.
+std::string with_n(const std::string& text, std::uint64_t n) {
+  return text + (text.find(':') == std::string::npos ? ":n=" : ",n=") + std::to_string(n);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
+}
+
+const std::vector<std::uint64_t> kSizes = {0, 1, 31, 32, 33, 1023, 4097, (1u << 20) + 3};
+
+// variant 0: normal; 1: signed zeros and exact halves; 2: alternately tiny (fp16 subnormals and
+// underflow to zero) and large (|x| up to ~1e4: coarse fp16/bf16 rounding).
+std::vector<float> data(std::uint64_t n, int variant) {
+  std::vector<float> v = normal_data(n, 21 + static_cast<std::uint64_t>(variant));
+  for (std::uint64_t i = 0; i < n; ++i) {
+    if (variant == 1 && i % 3 != 0) v[i] = (i % 2) ? -0.0f : std::round(v[i] * 2.0f) / 2.0f;
+    if (variant == 2) v[i] *= (i % 2) ? 1e-6f : 3e3f;
+  }
+  return v;
+}
+
+void check_case(const std::string& text, std::uint64_t n, int variant, const CompressContext& ctx) {
+  const CompressorDesc d = desc_or_die(with_n(text, n));
+  SCOPED_TRACE(d.to_string() + " variant " + std::to_string(variant));
+  const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+  ASSERT_NE(kk.compress, nullptr);
+  const std::vector<float> in = data(n, variant);
+  std::vector<std::uint8_t> pk, pr;
+  const Status sk = kk.compress(d, ctx, in, pk);
+  const Status sr = ref.compress(d, ctx, in, pr);
+  ASSERT_EQ(sk.code(), sr.code()) << sk.to_string() << " vs " << sr.to_string();
+  if (!sr.ok()) return;
+  ASSERT_EQ(pk.size(), pr.size());
+  ASSERT_TRUE(pk == pr) << "payload bytes differ";
+  EXPECT_EQ(kk.payload_bytes(d), ref.payload_bytes(d));
+  std::vector<float> ok(n, 7.0f), orf(n, 7.0f);
+  ASSERT_TRUE(kk.decompress(d, ctx, pr, Span<float>(ok)).ok());
+  ASSERT_TRUE(ref.decompress(d, ctx, pk, Span<float>(orf)).ok());
+  EXPECT_TRUE(same_bits(ok, orf)) << "decoded values differ";
+  std::vector<float> ak(n), ar(n);
+  for (std::uint64_t i = 0; i < n; ++i) ak[i] = ar[i] = (i % 5 == 0) ? -0.0f : in[i] * 0.25f;
+  ASSERT_TRUE(kk.decompress_accumulate(d, ctx, pr, 0.375f, Span<float>(ak)).ok());
+  ASSERT_TRUE(ref.decompress_accumulate(d, ctx, pr, 0.375f, Span<float>(ar)).ok());
+  EXPECT_TRUE(same_bits(ak, ar)) << "accumulated values differ";
+}
+
+void check_all(const std::vector<std::string>& cases) {
+  const CompressContext ctxs[] = {{}, {3, 2, 1, {}, nullptr}};
+  for (const std::string& text : cases) {
+    for (std::uint64_t n : kSizes) {
+      for (int variant = 0; variant < 3; ++variant) {
+        if (n > 5000 && variant > 0) continue;
+        for (const auto& ctx : ctxs) check_case(text, n, variant, ctx);
+      }
+    }
+  }
+}
+
+TEST(KkStreaming, IdentityMatchesReference) {
+  check_all({"identity", "identity:nonfinite=propagate"});
+}
+TEST(KkStreaming, Fp16MatchesReference) { check_all({"fp16", "fp16:nonfinite=propagate"}); }
+TEST(KkStreaming, Bf16MatchesReference) { check_all({"bf16", "bf16:nonfinite=propagate"}); }
+TEST(KkStreaming, SignMatchesReference) { check_all({"sign", "sign:seed=4"}); }
+TEST(KkStreaming, BlocksignMatchesReference) {
+  check_all({"blocksign", "blocksign:scale=l2", "blocksign:scale=none", "blocksign:block=32",
+             "blocksign:block=7,scale=l2", "blocksign:block=1000,scale=none", "blocksign:block=1"});
+}
+TEST(KkStreaming, BlocksignPerSegment) {
+  const CompressContext ctx{1, 0, 0, {}, nullptr};
+  for (const char* s : {"l1", "l2", "none"}) {
+    check_case(std::string("blocksign:scale=") + s + ",shapes=10x10/33/1", 134, 0, ctx);
+    check_case(std::string("blocksign:scale=") + s + ",shapes=1/40/3x31", 134, 1, ctx);
+  }
+}
+
+// fp16 overflow of a finite input under nonfinite=error: same code and index as the reference,
+// and a NaN elsewhere (even later) takes precedence like the reference's input sweep.
+TEST(KkStreaming, Fp16OverflowStatus) {
+  const CompressorDesc d = desc_or_die("fp16:n=100");
+  const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+  std::vector<float> v(100, 1.0f);
+  v[40] = 1e6f;
+  std::vector<std::uint8_t> pk = {9}, pr;
+  Status sk = kk.compress(d, {}, v, pk), sr = ref.compress(d, {}, v, pr);
+  EXPECT_EQ(sk.code(), StatusCode::kNonFinite);
+  EXPECT_EQ(sk.code(), sr.code());
+  EXPECT_NE(sk.message().find("input[40]"), std::string::npos) << sk.message();
+  EXPECT_EQ(pk, std::vector<std::uint8_t>{9});
+  v[90] = std::nanf("");
+  sk = kk.compress(d, {}, v, pk);
+  EXPECT_NE(sk.message().find("input[90]"), std::string::npos) << sk.message();
+  EXPECT_EQ(sk.code(), ref.compress(d, {}, v, pr).code());
+}
+
+TEST(KkStreaming, BadInputStatusesMatchReference) {
+  const std::vector<std::string> kinds = {"identity",
+                                          "fp16",
+                                          "bf16",
+                                          "sign",
+                                          "blocksign",
+                                          "blocksign:scale=l2",
+                                          "blocksign:scale=none,block=5"};
+  for (const std::string& text : kinds) {
+    for (std::uint64_t n : {1ull, 100ull, 4097ull, 9000ull}) {
+      const CompressorDesc d = desc_or_die(with_n(text, n));
+      SCOPED_TRACE(d.to_string());
+      const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+      const std::vector<float> in = data(n, 0);
+      std::vector<std::uint8_t> pk = {1, 2, 3}, pr;
+      std::vector<float> longer(n + 1, 0.0f);
+      EXPECT_EQ(kk.compress(d, {}, longer, pk).code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(pk, (std::vector<std::uint8_t>{1, 2, 3})) << "payload touched on error";
+      for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+        std::vector<float> v = in;
+        v[n / 2] = bad;
+        if (n > 2) v[n - 1] = bad;
+        const Status sk = kk.compress(d, {}, v, pk);
+        const Status sr = ref.compress(d, {}, v, pr);
+        EXPECT_EQ(sk.code(), StatusCode::kNonFinite);
+        EXPECT_EQ(sk.code(), sr.code());
+        EXPECT_NE(sk.message().find("input[" + std::to_string(n / 2) + "]"), std::string::npos)
+            << sk.message();
+        EXPECT_EQ(pk, (std::vector<std::uint8_t>{1, 2, 3}));
+        CompressorDesc dp = d;
+        dp.nonfinite = NonfinitePolicy::kPropagate;
+        std::vector<std::uint8_t> qk, qr;
+        ASSERT_EQ(kk.compress(dp, {}, v, qk).code(), ref.compress(dp, {}, v, qr).code());
+        EXPECT_TRUE(qk == qr) << "propagate payloads differ";
+        std::vector<float> ok(n), orf(n);
+        EXPECT_EQ(kk.decompress(dp, {}, qr, Span<float>(ok)).code(),
+                  ref.decompress(dp, {}, qr, Span<float>(orf)).code());
+        EXPECT_TRUE(same_bits(ok, orf));
+        // The same payload under nonfinite=error: both reject (or both accept), out untouched.
+        std::vector<float> ek(n, 5.0f), er(n, 5.0f);
+        EXPECT_EQ(kk.decompress(d, {}, qr, Span<float>(ek)).code(),
+                  ref.decompress(d, {}, qr, Span<float>(er)).code());
+        EXPECT_TRUE(same_bits(ek, er));
+      }
+      std::vector<float> out(n + 1);
+      ASSERT_TRUE(ref.compress(d, {}, in, pr).ok());
+      EXPECT_EQ(kk.decompress(d, {}, pr, Span<float>(out)).code(), StatusCode::kInvalidArgument);
+      EXPECT_EQ(kk.decompress_accumulate(d, {}, pr, 1.0f, Span<float>(out)).code(),
+                StatusCode::kInvalidArgument);
+    }
+  }
+}
+
+// Corruptions: every single-bit flip in the header and at sampled body positions (padding,
+// scales, values), truncation and extension. kk and ref must agree on the code, and a rejected
+// payload leaves the output untouched.
+TEST(KkStreaming, CorruptPayloadsMatchReference) {
+  const std::vector<std::string> kinds = {"identity",
+                                          "fp16",
+                                          "bf16",
+                                          "sign",
+                                          "blocksign",
+                                          "blocksign:scale=l2,block=8",
+                                          "blocksign:scale=none,block=8"};
+  for (const std::string& text : kinds) {
+    for (std::uint64_t n : {1ull, 33ull, 70ull}) {
+      const CompressorDesc d = desc_or_die(with_n(text, n));
+      SCOPED_TRACE(d.to_string());
+      const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+      const CompressContext ctx{2, 1, 0, {}, nullptr};
+      std::vector<std::uint8_t> p;
+      ASSERT_TRUE(ref.compress(d, ctx, data(n, 0), p).ok());
+      auto expect_same = [&](const std::vector<std::uint8_t>& q) {
+        std::vector<float> ok(n, 3.0f), orf(n, 3.0f);
+        const Status sk = kk.decompress(d, ctx, q, Span<float>(ok));
+        const Status sr = ref.decompress(d, ctx, q, Span<float>(orf));
+        ASSERT_EQ(sk.code(), sr.code()) << sk.to_string() << " vs " << sr.to_string();
+        EXPECT_TRUE(same_bits(ok, orf));
+        std::vector<float> ak(n, 3.0f), ar(n, 3.0f);
+        EXPECT_EQ(kk.decompress_accumulate(d, ctx, q, 0.5f, Span<float>(ak)).code(),
+                  ref.decompress_accumulate(d, ctx, q, 0.5f, Span<float>(ar)).code());
+        EXPECT_TRUE(same_bits(ak, ar));
+      };
+      for (std::size_t byte = 0; byte < p.size(); ++byte) {
+        for (int bit = 0; bit < 8; ++bit) {
+          std::vector<std::uint8_t> q = p;
+          q[byte] = static_cast<std::uint8_t>(q[byte] ^ (1u << bit));
+          expect_same(q);
+        }
+      }
+      std::vector<std::uint8_t> q = p;
+      q.pop_back();
+      expect_same(q);
+      q = p;
+      q.push_back(0);
+      expect_same(q);
+      expect_same({});
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gradcomp
