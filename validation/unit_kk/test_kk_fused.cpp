@@ -117,6 +117,35 @@ TEST(KkFused, EfSgdBlocksign) {  // ef-sgd: no momentum, lr inside, EF on
   }
 }
 
+// TernGrad (local scaler: shared scalers come from an allreduce outside this step), GRBS and
+// RBGS: every momentum form and lr placement, with and without EF.
+TEST(KkFused, TernGradGrbsRbgs) {
+  for (const char* c : {"terngrad", "terngrad:clip=0,shapes={half}", "grbs:rho0=0.25",
+                        "rbgs:density=0.1", "rbgs:density=0.2,align=partition", "rbgs:density=1"}) {
+    for (int form = 0; form < 4; ++form) {
+      for (LrPlacement lr : {LrPlacement::kInside, LrPlacement::kOutsideRescale}) {
+        for (bool ef : {true, false}) {
+          FusedEfParams pa;
+          pa.momentum_form = static_cast<MomentumForm>(form);
+          pa.momentum = 0.9;
+          pa.lr_placement = lr;
+          pa.error_feedback = ef;
+          for (std::uint64_t n : {1ull, 33ull, 4097ull}) {
+            std::string text = c;
+            const auto at = text.find("{half}");
+            if (at != std::string::npos) {
+              if (n < 2) continue;
+              text.replace(at, 6, std::to_string(n / 2) + "/" + std::to_string(n - n / 2));
+            }
+            run_steps(text, n, pa, 3);
+          }
+        }
+      }
+    }
+  }
+  run_steps("grbs:rho0=0.3,rho1=0.5,shapes=40x25/24", 1024, FusedEfParams{}, 4);
+}
+
 TEST(KkFused, DistEfSgdmBlocksign) {  // dist-ef-sgdm: momentum, lr outside (rescaled), EF on
   for (MomentumForm form : {MomentumForm::kHeavyBall, MomentumForm::kNesterov, MomentumForm::kEma,
                             MomentumForm::kNone}) {

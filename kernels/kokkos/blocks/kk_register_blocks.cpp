@@ -1,10 +1,14 @@
-// Registers the blocks kernels that exist in this folder with the Kokkos table.
-// Implemented: randk. Not yet: grbs, rbgs, powersgd (they run on the reference only).
+// Registers the blocks kernels (randk grbs rbgs powersgd) with the Kokkos table.
 #include "../kk_ops.hpp"
 #include "kk_blocks.hpp"
 
 namespace gradcomp::kk {
 
-void register_blocks(KkTable& table) { blocks::register_randk(table); }
+void register_blocks(KkTable& table) {
+  blocks::register_randk(table);
+  blocks::register_grbs(table);
+  blocks::register_rbgs(table);
+  blocks::register_powersgd(table);
+}
 
 }  // namespace gradcomp::kk

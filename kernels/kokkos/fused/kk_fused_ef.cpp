@@ -7,10 +7,14 @@
 //      (no dense q buffer)                                               (12 B read, 8 B written)
 // m' is recomputed in B rather than stored in A: the arithmetic is deterministic, and storing
 // it would cost a 4 B write plus a 4 B read per element.
+// Decode kinds in B: 0 f32, 1 f16, 2 bf16, 3 sign bits (x block scale), 4 terngrad 2-bit codes x
+// segment scaler, 5 grbs/rbgs (B writes e' = p, then the selected runs get e' = f32(p - value):
+// the runs are few and contiguous, so that second touch is only the sent fraction).
 #include <Kokkos_Core.hpp>
 #include <cstring>
 #include <type_traits>
 
+#include "../blocks/kk_blocks.hpp"
 #include "../kk_ops.hpp"
 #include "gradcomp/dtype.hpp"
 #include "gradcomp/kernels/fused_ef.hpp"
@@ -116,6 +120,9 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
     if (desc.scale != SignScale::kNone) {
       scales = reinterpret_cast<const float*>(body + packed_bytes(n, 1));
     }
+  } else if (Kind == 4) {  // terngrad: one scaler per tensor segment, after the codes
+    for (const Segment& seg : tensor_segments(desc)) offs.push_back(seg.offset + seg.size);
+    scales = reinterpret_cast<const float*>(body + packed_bytes(n, 2));
   } else {
     for (std::uint64_t i = 0; i < n;) {
       i = i + 65536 < n ? i + 65536 : n;
@@ -141,12 +148,31 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
             q = f16_bits_to_float(reinterpret_cast<const std::uint16_t*>(body)[j]);
           } else if constexpr (Kind == 2) {
             q = bf16_bits_to_float(reinterpret_cast<const std::uint16_t*>(body)[j]);
-          } else {  // sign, blocksign: bit set -> -s (sign flip, also for 0 and NaN)
+          } else if constexpr (Kind == 3) {  // sign, blocksign: bit set -> -s (also 0 and NaN)
             q = bits_float(float_bits(s) ^ (((words[j / 32] >> (j % 32)) & 1u) << 31));
+          } else if constexpr (Kind == 4) {  // terngrad: s * {-1, 0, +1} as the decoder
+            const std::uint32_t code = (words[j / 16] >> (2 * (j % 16))) & 3u;
+            q = s * (code == 0 ? -1.0f : (code == 2 ? 1.0f : 0.0f));
+          } else {  // grbs/rbgs: D = +0 outside the runs (fixed up below)
+            q = 0.0f;
           }
           e[j] = to_f32(static_cast<double>(p[j]) - static_cast<double>(q));
         }
       });
+  if constexpr (Kind == 5 && EF) {
+    const std::vector<blocks::Run> runs = desc.kind == CompressorKind::kGrbs
+                                              ? blocks::grbs_runs(desc, ctx)
+                                              : blocks::rbgs_runs(desc, ctx);
+    const blocks::Run* rv = runs.data();
+    const float* vals = reinterpret_cast<const float*>(body);
+    Kokkos::parallel_for(
+        "gradcomp::kk::fused_ef_runs", Range(0, runs.size()), KOKKOS_LAMBDA(const std::uint64_t r) {
+          const blocks::Run run = rv[r];
+          for (std::uint64_t i = 0; i < run.len; ++i)
+            e[run.at + i] =
+                to_f32(static_cast<double>(p[run.at + i]) - static_cast<double>(vals[run.pos + i]));
+        });
+  }
   return Status::success();
 }
 
@@ -158,7 +184,10 @@ bool fused_ef_supports(const CompressorDesc& desc) {
     case CompressorKind::kFp16:
     case CompressorKind::kBf16:
     case CompressorKind::kSign:
-    case CompressorKind::kBlockSign: return table().count(desc.kind) != 0;
+    case CompressorKind::kBlockSign:
+    case CompressorKind::kTernGrad:
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs: return table().count(desc.kind) != 0;
     default: return false;
   }
 }
@@ -201,11 +230,13 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
   thread_local std::vector<std::uint8_t> out_buf;
   std::vector<std::uint8_t>& out = out_buf;
   const int form = static_cast<int>(params.momentum_form);
-  const int kind = desc.kind == CompressorKind::kIdentity ? 0
-                   : desc.kind == CompressorKind::kFp16   ? 1
-                   : desc.kind == CompressorKind::kBf16   ? 2
-                                                          : 3;
-  // Compile-time momentum form, decode kind and EF flag: 4 x 4 x 2 instantiations.
+  const int kind = desc.kind == CompressorKind::kIdentity                                     ? 0
+                   : desc.kind == CompressorKind::kFp16                                       ? 1
+                   : desc.kind == CompressorKind::kBf16                                       ? 2
+                   : desc.kind == CompressorKind::kTernGrad                                   ? 4
+                   : desc.kind == CompressorKind::kGrbs || desc.kind == CompressorKind::kRbgs ? 5
+                                                                                              : 3;
+  // Compile-time momentum form, decode kind and EF flag: 4 x 6 x 2 instantiations.
   Status s = Status::success();
   auto go = [&](auto form_c, auto kind_c, auto ef_c) {
     s = fused_step<decltype(form_c)::value, decltype(kind_c)::value, decltype(ef_c)::value>(
@@ -223,6 +254,8 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
       case 0: by_ef(form_c, std::integral_constant<int, 0>{}); break;
       case 1: by_ef(form_c, std::integral_constant<int, 1>{}); break;
       case 2: by_ef(form_c, std::integral_constant<int, 2>{}); break;
+      case 4: by_ef(form_c, std::integral_constant<int, 4>{}); break;
+      case 5: by_ef(form_c, std::integral_constant<int, 5>{}); break;
       default: by_ef(form_c, std::integral_constant<int, 3>{}); break;
     }
   };

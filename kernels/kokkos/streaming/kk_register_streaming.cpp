@@ -1,10 +1,11 @@
-// Registers the streaming kernels that exist in this folder with the Kokkos table.
-#include "../kk_ops.hpp"
+// Registers the streaming kernels of this folder with the Kokkos table.
+#include "kk_streaming.hpp"
 
 namespace gradcomp::kk {
 
-void register_streaming_kernels(KkTable& table);  // kk_streaming.cpp
-
-void register_streaming(KkTable& table) { register_streaming_kernels(table); }
+void register_streaming(KkTable& table) {
+  register_streaming_kernels(table);
+  register_terngrad(table);
+}
 
 }  // namespace gradcomp::kk

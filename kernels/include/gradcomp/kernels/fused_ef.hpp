@@ -9,7 +9,8 @@
 //   S5  payload = C(p)
 //   S6  e' = f32(p - D(C(p)))                   (error_feedback)
 // Clipping (S1), global momentum and momentum masking are not part of this step.
-// Compressors: identity, fp16, bf16, sign, blocksign (every option).
+// Compressors: identity, fp16, bf16, sign, blocksign, terngrad (scaler=shared reads
+// ctx.shared_scalers, which must bound the local scalers of p), grbs, rbgs (every option).
 #pragma once
 
 #include <cstdint>
