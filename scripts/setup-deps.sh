@@ -16,13 +16,14 @@
 
 # Packages every build uses. cmake/ninja/g++/gtest/benchmark are usually present already; Kokkos,
 # Open MPI and Google Benchmark are cheap and let CMake's AUTO options find them.
-# Later issues add: libtorch-dev zlib1g-dev dataset-fashion-mnist (ResNet runs), python3-matplotlib
-# (reports).
+# libtorch, Fashion-MNIST (gradcomp-train) and matplotlib/pytest (reports) are in the list too.
 GRADCOMP_PACKAGES=(
   cmake ninja-build g++ pkg-config
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libtrilinos-kokkos-dev libopenmpi-dev openmpi-bin
   python3-numpy  # the CLI test cross-checks .npy files against NumPy (/usr/bin/python3)
+  libtorch-dev zlib1g-dev dataset-fashion-mnist  # gradcomp-train: ResNet on Fashion-MNIST (#6)
+  python3-matplotlib python3-pytest  # reports/make_report.py and its tests (/usr/bin/python3)
 )
 
 gc_log() { printf '==> %s\n' "$*" >&2; }
