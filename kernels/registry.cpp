@@ -6,6 +6,9 @@
 #if GRADCOMP_HAVE_KOKKOS
 #include "kokkos/kk_ops.hpp"
 #endif
+#if GRADCOMP_HAVE_CUDA
+#include "gradcomp/kernels/cuda.hpp"
+#endif
 
 namespace gradcomp {
 namespace {
@@ -38,6 +41,12 @@ std::vector<CompressorImpl> build_list() {
   std::vector<CompressorImpl> list;
 #if GRADCOMP_HAVE_KOKKOS
   list.push_back(kk::registry_entry());
+#endif
+#if GRADCOMP_HAVE_CUDA
+  // After the host backends: these ops take HOST spans and pay two PCIe copies per call, so for
+  // host data a host kernel is preferred; GPU code calls the device API (kernels/cuda.hpp).
+  // Declines everything without a device.
+  list.push_back(cuda::registry_entry());
 #endif
   CompressorImpl ref_impl;
   ref_impl.name = "ref:any";
@@ -75,6 +84,13 @@ Result<const CompressorImpl*> select_impl(const CompressorDesc& desc, std::strin
          impl.name.compare(0, requested.size() + 1, std::string(requested) + ":") == 0);
     if (!match) continue;
     if (!impl.can_implement(desc)) {
+#if GRADCOMP_HAVE_CUDA
+      // Say why a CUDA implementation declines: no device is not the same as no kernel.
+      if (impl.name.rfind("cuda:", 0) == 0 && !cuda::device_status().available) {
+        return make_status(StatusCode::kUnimplemented, impl.name, " cannot run ", desc.to_string(),
+                           ": ", cuda::device_status().reason);
+      }
+#endif
       return make_status(StatusCode::kUnimplemented, impl.name, " cannot run ", desc.to_string(),
                          " (no fallback to the reference: ask for ref:any explicitly)");
     }

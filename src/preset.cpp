@@ -130,7 +130,7 @@ const std::vector<PresetDef>& preset_table() {
         {"ef", "1", ValueType::kBool, "error feedback (memory) on the drift"},
         {"async", "0", ValueType::kBool,
          "asynchronous: worker r syncs at steps t with (t + 1 + r) % period == 0 [P]"}},
-       {{"up", "qsgd_topk:density=0.01,levels=4"}}},
+       {{"up", "qsgd_topk:density=0.01,levels=4,scaled=1"}}},
       {P::kPqasgd,
        "pqasgd",
        "PQASGD: local SGD, unbiased quantized model deltas averaged every p steps (A7)",

@@ -90,8 +90,8 @@ Status exchange_preamble(Communicator& comm, const Preamble& mine, const Status&
                        mine.step_tensor & 0xffffffffu, " (desynchronised ranks)");
     GRADCOMP_CHECK_ARG(o.header_hash == mine.header_hash, "collective: the payload header of rank ",
                        r, " differs from rank ", comm.rank(),
-                       "'s (shared-support messages must have the same header: desynchronised "
-                       "shared RNG or descriptor?)");
+                       "'s (shared-support headers / two-phase slice layouts must agree: "
+                       "desynchronised shared RNG or a different descriptor?)");
   }
   return Status::success();
 }
@@ -327,6 +327,164 @@ CompressorDesc chunk_compressor(const CompressorDesc& down, const ChunkRange& ch
     if (begin < end) desc.shapes.push_back({end - begin});
   }
   return desc;
+}
+
+// ---- the slice wire form (two-phase phase 1) ---------------------------------------------------
+
+namespace {
+// How a sliceable message is laid out: `bits` per element in one packed stream, then one f32 per
+// group (block / bucket / segment) when has_scales. group_ends[g] = end offset of group g.
+struct SliceLayout {
+  std::uint32_t bits = 0;
+  bool has_scales = false;
+  bool count_is_n = false;  // header count = n (sign, identity) instead of the group count
+  std::vector<std::uint64_t> group_ends;
+};
+
+std::vector<Segment> slice_groups(const CompressorDesc& up) {
+  switch (up.kind) {
+    case CompressorKind::kBlockSign: return sign_blocks(up);
+    case CompressorKind::kQsgd: return qsgd_buckets(up);
+    case CompressorKind::kTernGrad: return tensor_segments(up);
+    default: return {};
+  }
+}
+
+SliceLayout slice_layout(const CompressorDesc& up) {
+  SliceLayout l;
+  switch (up.kind) {
+    case CompressorKind::kIdentity:
+      l.bits = 32;
+      l.count_is_n = true;
+      break;
+    case CompressorKind::kSign:
+      l.bits = 1;
+      l.count_is_n = true;
+      break;
+    case CompressorKind::kBlockSign:
+      l.bits = 1;
+      l.has_scales = up.scale != SignScale::kNone;
+      break;
+    case CompressorKind::kQsgd:
+      l.bits = 1 + qsgd_level_bits(up.levels);
+      l.has_scales = true;
+      break;
+    case CompressorKind::kTernGrad:
+      l.bits = 2;
+      l.has_scales = true;
+      break;
+    default: return l;
+  }
+  if (up.n == 0) return l;  // no groups (count 0)
+  for (const Segment& g : slice_groups(up)) l.group_ends.push_back(g.offset + g.size);
+  return l;
+}
+
+// Groups [g0, g1) that meet [begin, end) (end > begin).
+void touched_groups(const SliceLayout& l, std::uint64_t begin, std::uint64_t end, std::size_t* g0,
+                    std::size_t* g1) {
+  const auto& e = l.group_ends;
+  *g0 = static_cast<std::size_t>(std::upper_bound(e.begin(), e.end(), begin) - e.begin());
+  *g1 = static_cast<std::size_t>(std::lower_bound(e.begin(), e.end(), end) - e.begin()) + 1;
+  if (*g1 > e.size()) *g1 = e.size();
+}
+}  // namespace
+
+bool two_phase_can_slice(const CompressorDesc& up) {
+  switch (up.kind) {
+    case CompressorKind::kIdentity:
+    case CompressorKind::kSign:
+    case CompressorKind::kBlockSign:
+    case CompressorKind::kQsgd:
+    case CompressorKind::kTernGrad: return true;
+    default: return false;
+  }
+}
+
+CompressorDesc two_phase_slice_desc(const CompressorDesc& up, const ChunkRange& chunk) {
+  CompressorDesc desc = up;
+  desc.n = chunk.size();
+  desc.shapes.clear();
+  if (up.kind == CompressorKind::kBlockSign) desc.block = 0;
+  if (up.kind == CompressorKind::kQsgd) desc.bucket = 0;
+  if (up.kind == CompressorKind::kBlockSign || up.kind == CompressorKind::kQsgd ||
+      up.kind == CompressorKind::kTernGrad) {
+    for (const Segment& g : slice_groups(up)) {
+      const std::uint64_t begin = std::max(g.offset, chunk.begin);
+      const std::uint64_t end = std::min(g.offset + g.size, chunk.end);
+      if (begin < end) desc.shapes.push_back({end - begin});
+    }
+  }
+  return desc;
+}
+
+Status two_phase_slice(const CompressorDesc& up, Span<const std::uint8_t> payload,
+                       const std::vector<ChunkRange>& chunks, std::vector<std::uint8_t>& out,
+                       std::vector<std::uint64_t>& slice_bytes) {
+  GRADCOMP_CHECK_ARG(two_phase_can_slice(up), "two-phase slice: ", compressor_name(up.kind),
+                     " messages have no slice form");
+  const SliceLayout l = slice_layout(up);
+  for (const ChunkRange& c : chunks) {
+    GRADCOMP_CHECK_ARG(c.begin <= c.end && c.end <= up.n, "two-phase slice: chunk [", c.begin, ", ",
+                       c.end, ") is outside n = ", up.n);
+    GRADCOMP_CHECK_ARG(c.size() == 0 || c.begin % 32 == 0, "two-phase slice: chunk [", c.begin,
+                       ", ", c.end, ") does not start on a 32-element boundary");
+    GRADCOMP_CHECK_ARG(c.size() == 0 || c.end % 32 == 0 || c.end == up.n,
+                       "two-phase slice: chunk [", c.begin, ", ", c.end,
+                       ") ends inside a 32-element word");
+  }
+  // The whole message must be exactly the layout of up (the receivers check the contents).
+  GRADCOMP_CHECK_PAYLOAD(payload.size() >= kHeaderBytes, "two-phase slice: message of ",
+                         payload.size(), " bytes is shorter than the header");
+  WireHeader h;
+  GRADCOMP_TRY(read_header(payload, up.kind, up.n, load_u32(payload.data() + 16),
+                           load_u32(payload.data() + 20), &h));
+  const std::uint64_t groups = l.group_ends.size();
+  const std::uint64_t codes = packed_bytes(up.n, l.bits);
+  const std::uint64_t count = l.count_is_n ? up.n : groups;
+  GRADCOMP_CHECK_PAYLOAD(h.flags == 0, "two-phase slice: flags 0x", std::hex, int(h.flags),
+                         " (sliceable messages have none)");
+  GRADCOMP_CHECK_PAYLOAD(h.count == count, "two-phase slice: header count ", h.count,
+                         ", the descriptor implies ", count);
+  const std::uint64_t body = codes + (l.has_scales ? 4 * groups : 0);
+  GRADCOMP_CHECK_PAYLOAD(h.body_bytes == body, "two-phase slice: body of ", h.body_bytes,
+                         " bytes, the descriptor implies ", body);
+
+  std::vector<std::uint64_t> sizes(chunks.size(), 0);
+  std::uint64_t total = 0;
+  for (std::size_t j = 0; j < chunks.size(); ++j) {
+    const ChunkRange& c = chunks[j];
+    if (c.size() == 0) continue;
+    std::size_t g0 = 0, g1 = 0;
+    touched_groups(l, c.begin, c.end, &g0, &g1);
+    sizes[j] = kHeaderBytes + packed_bytes(c.size(), l.bits) + (l.has_scales ? 4 * (g1 - g0) : 0);
+    total += sizes[j];
+  }
+  const std::size_t base = out.size();
+  out.resize(base + total);
+  std::uint8_t* dst = out.data() + base;
+  const std::uint8_t* src = payload.data() + kHeaderBytes;
+  for (std::size_t j = 0; j < chunks.size(); ++j) {
+    const ChunkRange& c = chunks[j];
+    if (c.size() == 0) continue;
+    std::size_t g0 = 0, g1 = 0;
+    touched_groups(l, c.begin, c.end, &g0, &g1);
+    // c.begin * bits is a multiple of 32: the chunk's fields are whole words of the stream.
+    const std::uint64_t code_begin = c.begin * l.bits / 8;
+    const std::uint64_t code_bytes = packed_bytes(c.size(), l.bits);
+    const std::uint64_t scale_bytes = l.has_scales ? 4 * (g1 - g0) : 0;
+    WireHeader sh = h;
+    sh.n = c.size();
+    sh.count = static_cast<std::uint32_t>(l.count_is_n ? c.size() : g1 - g0);
+    sh.body_bytes = static_cast<std::uint32_t>(code_bytes + scale_bytes);
+    write_header(sh, dst);
+    std::memcpy(dst + kHeaderBytes, src + code_begin, code_bytes);
+    if (scale_bytes)
+      std::memcpy(dst + kHeaderBytes + code_bytes, src + codes + 4 * g0, scale_bytes);
+    dst += sizes[j];
+  }
+  slice_bytes = std::move(sizes);
+  return Status::success();
 }
 
 // ---- dense -------------------------------------------------------------------------------------
@@ -573,17 +731,54 @@ Status two_phase_impl(Communicator& comm, const CompressorImpl& impl, const Comp
   if (local.ok() && !std::isfinite(server_rescale))
     local = make_status(StatusCode::kInvalidArgument, "two-phase: server rescale ", server_rescale,
                         " is not finite");
+  // Phase-1 slices (a bad local message fails here, before any data moves). The slice sizes
+  // depend only on the descriptor, so every rank knows what it receives; their hash in the
+  // preamble makes ranks with different layouts fail together instead of truncating.
+  const bool sliced = two_phase_can_slice(up);
+  std::vector<std::uint8_t> slices;
+  std::vector<std::uint64_t> slice_bytes;
+  if (local.ok() && sliced) {
+    local = two_phase_slice(up, payload, chunks, slices, slice_bytes);
+    if (!local.ok())
+      local = make_status(local.code(), "two-phase: this rank's message: ", local.message());
+  }
   Preamble pre = make_preamble(Algorithm::kTwoPhase, up, ctx, local.ok() ? payload.size() : 0,
                                static_cast<std::uint8_t>(down.kind));
+  if (local.ok() && sliced)
+    pre.header_hash = fnv1a(reinterpret_cast<const std::uint8_t*>(slice_bytes.data()),
+                            slice_bytes.size() * sizeof(std::uint64_t));
   pre.code = static_cast<std::uint64_t>(local.code());
   std::vector<Preamble> all;
   GRADCOMP_TRY(exchange_preamble(comm, pre, local, all, stats));
   if (stats) ++stats->calls;
 
-  // Phase 1: every owner needs every worker's message restricted to its chunk.
+  // Phase 1: owner j needs every worker's message restricted to chunk j.
   std::vector<std::uint8_t> gathered;
   std::vector<std::uint64_t> bytes, offsets;
-  GRADCOMP_TRY(gather_payloads(comm, payload, all, gathered, bytes, offsets, stats));
+  // The owner's view of the worker messages: the chunk slices (desc n = chunk size) or, without
+  // a slicer, the whole messages (desc n = n, the chunk starts at mine_chunk.begin).
+  CompressorDesc owner_desc = up;
+  std::uint64_t mean_offset = mine_chunk.begin;
+  if (sliced) {
+    std::vector<std::uint64_t> send_offsets(p, 0);
+    for (std::uint32_t j = 1; j < p; ++j)
+      send_offsets[j] = send_offsets[j - 1] + slice_bytes[j - 1];
+    bytes.assign(p, slice_bytes[rank]);
+    offsets.assign(p, 0);
+    for (std::uint32_t r = 0; r < p; ++r) offsets[r] = r * slice_bytes[rank];
+    gathered.assign(static_cast<std::size_t>(p) * slice_bytes[rank], 0);
+    // n == 0 (agreed by every rank) moves nothing; both buffers would be empty.
+    if (n > 0)
+      GRADCOMP_TRY(comm.alltoallv(slices.data(), slice_bytes, send_offsets, gathered.data(), bytes,
+                                  offsets));
+    std::uint64_t sent = 0;
+    for (std::uint32_t j = 0; j < p; ++j) sent += j == rank ? 0 : slice_bytes[j];
+    add_stats(stats, sent, (p - 1) * slice_bytes[rank], 0);
+    owner_desc = two_phase_slice_desc(up, mine_chunk);
+    mean_offset = 0;
+  } else {
+    GRADCOMP_TRY(gather_payloads(comm, payload, all, gathered, bytes, offsets, stats));
+  }
 
   // Owner step on this rank's chunk; failures are reported with the phase-2 sizes.
   Status owner;
@@ -591,10 +786,10 @@ Status two_phase_impl(Communicator& comm, const CompressorImpl& impl, const Comp
   std::vector<float> new_error(mine_chunk.size());
   if (mine_chunk.size() > 0) {
     std::vector<float> mean;
-    owner = decode_mean(up_ops, up, ctx, gathered, bytes, offsets, options.mode, mean);
+    owner = decode_mean(up_ops, owner_desc, ctx, gathered, bytes, offsets, options.mode, mean);
     std::vector<float> server_in(mine_chunk.size());
     for (std::uint64_t j = 0; j < mine_chunk.size() && owner.ok(); ++j) {
-      server_in[j] = static_cast<float>(static_cast<double>(mean[mine_chunk.begin + j]) +
+      server_in[j] = static_cast<float>(static_cast<double>(mean[mean_offset + j]) +
                                         server_rescale * static_cast<double>(server_error[j]));
     }
     const CompressorDesc cdesc = chunk_compressor(down, mine_chunk);

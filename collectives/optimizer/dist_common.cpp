@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
+
+#include "gradcomp/ref/compress.hpp"
 
 namespace gradcomp::coll::detail {
 
@@ -30,29 +33,8 @@ Status RankComm::agree(const Status& local, const std::string& what) {
                      "); every rank returns the error and no state was changed");
 }
 
-Status RankComm::mean(const Vec& local, Vec& out, bool ordered) {
-  const std::uint64_t n = local.size();
-  const std::uint32_t p = comm_.size();
-  out.assign(n, 0.0f);
-  if (mode_ == ReductionMode::kFast && !ordered) {
-    Vec sum(n);
-    GRADCOMP_TRY(comm_.allreduce(local.data(), sum.data(), n, DType::kF32, ReduceOp::kSum));
-    for (std::uint64_t j = 0; j < n; ++j)
-      out[j] = to_f32(static_cast<double>(sum[j]) / static_cast<double>(p));
-    return Status::success();
-  }
-  Vec rows(n * p);
-  GRADCOMP_TRY(comm_.allgather(local.data(), rows.data(), n * sizeof(float)));
-  for (std::uint64_t j = 0; j < n; ++j) {
-    double sum = 0.0;
-    for (std::uint32_t r = 0; r < p; ++r) sum += static_cast<double>(rows[r * n + j]);
-    out[j] = to_f32(sum / static_cast<double>(p));
-  }
-  return Status::success();
-}
-
 Status RankComm::allgather_payloads(const std::vector<std::uint8_t>& mine,
-                                    std::vector<std::vector<std::uint8_t>>& all) {
+                                    std::vector<std::vector<std::uint8_t>>& all, CollStats* wire) {
   const std::uint32_t p = comm_.size();
   std::uint64_t my_size = mine.size();
   std::vector<std::uint64_t> sizes(p);
@@ -66,6 +48,12 @@ Status RankComm::allgather_payloads(const std::vector<std::uint8_t>& mine,
   std::vector<std::uint8_t> buf(total);
   GRADCOMP_TRY(comm_.allgatherv(mine.data(), my_size, buf.data(), Span<const std::uint64_t>(sizes),
                                 Span<const std::uint64_t>(offsets)));
+  if (wire) {
+    wire->bytes_sent += my_size;
+    wire->bytes_received += total - my_size;
+    wire->control_bytes += sizeof my_size * p;
+    ++wire->calls;
+  }
   all.assign(p, {});
   for (std::uint32_t r = 0; r < p; ++r)
     all[r].assign(buf.begin() + static_cast<std::ptrdiff_t>(offsets[r]),
@@ -73,8 +61,27 @@ Status RankComm::allgather_payloads(const std::vector<std::uint8_t>& mine,
   return Status::success();
 }
 
-Status RankComm::max_f32(Vec& values) {
-  return comm_.allreduce(values.data(), values.data(), values.size(), DType::kF32, ReduceOp::kMax);
+Status RankComm::max_f32(Vec& values, CollStats* wire) {
+  const std::uint64_t m = values.size();
+  const std::uint32_t p = comm_.size();
+  if (wire) ++wire->calls;
+  if (mode_ == ReductionMode::kFast) {
+    GRADCOMP_TRY(comm_.allreduce(values.data(), values.data(), m, DType::kF32, ReduceOp::kMax));
+    if (wire) {
+      wire->bytes_sent += 4 * m;
+      wire->bytes_received += 4 * m;
+    }
+    return Status::success();
+  }
+  Vec rows(m * p);
+  GRADCOMP_TRY(comm_.allgather(values.data(), rows.data(), m * sizeof(float)));
+  for (std::uint32_t r = 0; r < p; ++r)
+    for (std::uint64_t j = 0; j < m; ++j) values[j] = std::max(values[j], rows[r * m + j]);
+  if (wire) {
+    wire->bytes_sent += 4 * m;
+    wire->bytes_received += 4 * m * (p - 1);
+  }
+  return Status::success();
 }
 
 // ---- Compute -----------------------------------------------------------------------------------
@@ -209,12 +216,117 @@ Status DistBase::check_local(const StepInput& in, Span<const float> grad,
   return Status::success();
 }
 
-bool DistBase::use_allreduce(bool compatible) const {
-  if (setup_.options.mode != ReductionMode::kFast) return false;
-  const std::string& a = setup_.options.algorithm;
-  if (a == "allgather") return false;
-  if (a == "dense") return true;
-  return compatible;
+CollectiveOptions DistBase::coll_options() const {
+  CollectiveOptions o;
+  o.mode = setup_.options.mode;
+  o.majority_tie_plus = setup_.config.majority_tie == MajorityTie::kPlus;
+  return o;
+}
+
+Result<const CompressorImpl*> DistBase::impl_for(const CompressorDesc& desc) const {
+  return select_impl(desc, compute_.name());
+}
+
+Status DistBase::dense_mean(const Vec& local, Vec& out, StepStats& st) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CollStats cs;
+  Vec result(local.size());
+  GRADCOMP_TRY(dense_allreduce_mean(rc_.comm(), Span<const float>(local), Span<float>(result),
+                                    coll_options(), &cs));
+  out.swap(result);
+  add_wire(st, cs);
+  st.seconds_communicate += since(t0);
+  return Status::success();
+}
+
+Status DistBase::message_mean(Algorithm a, const CompressorDesc& desc, const CompressContext& ctx,
+                              const std::vector<std::uint8_t>& payload, const Vec& decoded,
+                              Vec& out, StepStats& st) {
+  if (a == Algorithm::kDense) return dense_mean(decoded, out, st);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto impl = impl_for(desc);
+  if (!impl.ok()) return impl.status();  // same on every rank: create() checked it
+  CollStats cs;
+  Vec result(desc.n);
+  const Span<const std::uint8_t> msg(payload);
+  switch (a) {
+    case Algorithm::kAllgather:
+      GRADCOMP_TRY(allgather_allreduce(rc_.comm(), *impl.value(), desc, ctx, msg,
+                                       Span<float>(result), coll_options(), &cs));
+      break;
+    case Algorithm::kSharedSupport:
+      GRADCOMP_TRY(shared_support_allreduce(rc_.comm(), *impl.value(), desc, ctx, msg,
+                                            Span<float>(result), coll_options(), &cs));
+      break;
+    default:
+      return make_status(StatusCode::kInternal, name(), ": ", algorithm_name(a),
+                         " is not a mean of messages");
+  }
+  out.swap(result);
+  add_wire(st, cs);
+  st.seconds_communicate += since(t0);
+  return Status::success();
+}
+
+// ---- algorithm override ------------------------------------------------------------------------
+
+Result<Algorithm> exchange_algorithm(const std::string& name, const CompressorDesc& desc,
+                                     std::uint32_t ranks, Reduction reduction) {
+  return resolve_algorithm(name, desc, ref::payload_bytes(desc), ranks, reduction);
+}
+
+namespace {
+Status only(const std::string& name, std::initializer_list<const char*> allowed, const char* preset,
+            const char* why) {
+  GRADCOMP_TRY(parse_algorithm(name).status());
+  std::string list;
+  for (const char* a : allowed) {
+    if (name == a) return Status::success();
+    list += std::string(list.empty() ? "" : ", ") + a;
+  }
+  return make_status(StatusCode::kInvalidArgument, preset, ": algorithm '", name,
+                     "' does not apply (", why, "; use ", list, ")");
+}
+}  // namespace
+
+Status check_algorithm(const PipelineConfig& c, const std::string& name, std::uint32_t ranks) {
+  const char* preset = preset_name(c.preset);
+  auto with = [&](const CompressorDesc& d, Reduction r) -> Status {
+    auto a = exchange_algorithm(name, d, ranks, r);
+    if (!a.ok())
+      return make_status(a.status().code(), preset, ": algorithm '", name,
+                         "': ", a.status().message());
+    return Status::success();
+  };
+  switch (c.family) {
+    case Family::kSynchronous:
+      if (c.aggregation == Aggregation::kPowerSgd)
+        return only(name, {"auto", "dense"}, preset, "PowerSGD averages dense P and Q factors");
+      if (c.aggregation == Aggregation::kMajority) return with(c.up, Reduction::kMajority);
+      if (c.two_way && c.server == ServerTopology::kChunked) return with(c.up, Reduction::kTwoWay);
+      if (c.two_way && name == "two-phase")
+        return make_status(StatusCode::kInvalidArgument, preset,
+                           ": algorithm 'two-phase' needs server=chunked (server=ps compresses on "
+                           "rank 0 after the workers' mean)");
+      GRADCOMP_TRY(with(c.up, Reduction::kMean));
+      for (double density : c.warmup) {
+        CompressorDesc d = c.up;
+        d.density = density;
+        d.k = -1;
+        GRADCOMP_TRY(with(d, Reduction::kMean));
+      }
+      return Status::success();
+    case Family::kLocalSteps:
+      if (c.async)
+        return only(name, {"auto", "allgather"}, preset,
+                    "asynchronous drifts are applied one message at a time");
+      return with(c.up, Reduction::kMean);
+    case Family::kPartialAvg:
+      return only(name, {"auto", "shared-support", "dense"}, preset,
+                  "the block mean moves the shared block's values only");
+    case Family::kDetached: return with(c.up, Reduction::kMean);
+  }
+  return Status::success();
 }
 
 }  // namespace gradcomp::coll::detail

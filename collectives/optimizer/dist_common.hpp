@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gradcomp/coll/compressed.hpp"
 #include "gradcomp/coll/distributed_optimizer.hpp"
 #include "gradcomp/communicator.hpp"
 #include "gradcomp/compress_context.hpp"
@@ -42,17 +43,15 @@ class RankComm {
   // status back; the others get the largest failing code, naming the (highest) failing rank.
   Status agree(const Status& local, const std::string& what);
 
-  // out[j] = f32(sum over ranks r of double(local_r[j]) / P). Deterministic: allgather, then
-  // the sum in rank order 0..P-1 (the reference's mean_rank_order, bit for bit). Fast (and not
-  // `ordered`): an f32 allreduce in the transport's order, then the division in double.
-  Status mean(const Vec& local, Vec& out, bool ordered = false);
-
-  // Every rank's payload (variable sizes) on every rank, in rank order.
+  // Every rank's payload (variable sizes) on every rank, in rank order. For the exchanges that
+  // are not a mean (async model drifts, the parameter server's broadcast), see dist_sync.cpp.
+  // wire (optional) gets this rank's data bytes: sent = its payload, received = the others'.
   Status allgather_payloads(const std::vector<std::uint8_t>& mine,
-                            std::vector<std::vector<std::uint8_t>>& all);
+                            std::vector<std::vector<std::uint8_t>>& all, CollStats* wire);
 
-  // Element-wise max of f32 values (exact in any order).
-  Status max_f32(Vec& values);
+  // Element-wise max of f32 values over ranks (exact in any order). Deterministic mode gathers
+  // the rows (so every data exchange of that mode is an allgather, docs/distributed.md).
+  Status max_f32(Vec& values, CollStats* wire);
 
  private:
   Communicator& comm_;
@@ -121,6 +120,21 @@ class Reader {
   std::uint64_t at_ = 0;
 };
 
+// options.algorithm resolved for one exchange of `desc` messages over `ranks` ranks (the break-even
+// rule of compressed.hpp on the nominal payload size ref::payload_bytes(desc), identical on every
+// rank). Refuses an algorithm whose result would differ from the simulator's.
+Result<Algorithm> exchange_algorithm(const std::string& name, const CompressorDesc& desc,
+                                     std::uint32_t ranks, Reduction reduction);
+
+// Checks options.algorithm against every exchange a configuration makes (create()).
+Status check_algorithm(const PipelineConfig& c, const std::string& name, std::uint32_t ranks);
+
+// StepStats counts data bytes on the wire; agreement / preamble traffic is control.
+inline void add_wire(StepStats& st, const CollStats& cs) {
+  st.bytes_up += cs.bytes_sent;
+  st.bytes_down += cs.bytes_received;
+}
+
 // What create() resolved, handed to an engine.
 struct Setup {
   PipelineConfig config;
@@ -150,9 +164,17 @@ class DistBase : public DistributedOptimizer {
   std::uint32_t workers() const { return rc_.size(); }
   // Local gradient and lr checks (sizes, NaN/Inf), the reference's messages.
   Status check_local(const StepInput& in, Span<const float> grad, bool lr_nonnegative) const;
-  // Whether a message exchange of `desc` goes through an allreduce of dense values
-  // (fast mode, allreduce-compatible compressor or algorithm "dense").
-  bool use_allreduce(bool compatible) const;
+  CollectiveOptions coll_options() const;
+  // The registry implementation the collectives run desc with (options.compute).
+  Result<const CompressorImpl*> impl_for(const CompressorDesc& desc) const;
+  // out = mean over ranks of local through dense_allreduce_mean (deterministic: rank order in
+  // double, the reference's mean_rank_order bit for bit); wire bytes into st.
+  Status dense_mean(const Vec& local, Vec& out, StepStats& st);
+  // out = mean over ranks of D(payload_r) through the compressed collective `a` (kDense: the
+  // dense mean of `decoded`, this rank's D(payload), which is the same mean for any compressor).
+  Status message_mean(Algorithm a, const CompressorDesc& desc, const CompressContext& ctx,
+                      const std::vector<std::uint8_t>& payload, const Vec& decoded, Vec& out,
+                      StepStats& st);
 
   Setup setup_;
   RankComm rc_;

@@ -20,27 +20,6 @@ inline float lr_scaled(double lr, float v) {
   return static_cast<float>(lr * static_cast<double>(v));
 }
 
-// The reference's allreduce-compatible set for the local engines (ref_opt_local.cpp).
-bool allreduce_compatible(const CompressorDesc& d) {
-  switch (d.kind) {
-    case CompressorKind::kIdentity:
-    case CompressorKind::kFp16:
-    case CompressorKind::kBf16:
-    case CompressorKind::kGrbs:
-    case CompressorKind::kRbgs:
-    case CompressorKind::kPowerSgd: return true;
-    case CompressorKind::kRandK: return d.indices == IndexMode::kShared;
-    default: return false;
-  }
-}
-
-std::uint64_t dense_bytes(std::uint64_t n) {
-  CompressorDesc identity;
-  identity.kind = CompressorKind::kIdentity;
-  identity.n = n;
-  return ref::payload_bytes(identity);
-}
-
 bool slot_present(const CompressorDesc& d) {
   return !(d.kind == CompressorKind::kIdentity && d.n == 0);
 }
@@ -63,11 +42,11 @@ class LocalBase : public DistBase {
   Status check(const StepInput& in, Span<const float> grad) {
     return rc_.agree(check_local(in, grad, false), name());
   }
-  // Compresses `in` on this rank (agreeing on errors), allgathers the payloads of the ranks in
-  // `sending` (others send nothing) and decodes them: c[r] for every sending rank, in rank order.
+  // The direct exchange of Qsparse-local (async, and sync in deterministic mode; see
+  // docs/distributed.md): compresses `in` on this rank (agreeing on errors; nullptr: this rank
+  // sends nothing), allgathers the payloads and decodes them: c[r] for every sending rank.
   Status exchange(const CompressorDesc& desc, std::uint32_t step, const Vec* in,
-                  std::vector<Vec>& c, std::uint64_t& my_bytes, std::uint64_t& total,
-                  StepStats& st) {
+                  std::vector<Vec>& c, StepStats& st) {
     auto t0 = Clock::now();
     std::vector<std::uint8_t> payload;
     Vec own;
@@ -79,14 +58,13 @@ class LocalBase : public DistBase {
     st.seconds_compress += since(t0);
     t0 = Clock::now();
     std::vector<std::vector<std::uint8_t>> all;
-    GRADCOMP_TRY(rc_.allgather_payloads(payload, all));
+    CollStats wire;
+    GRADCOMP_TRY(rc_.allgather_payloads(payload, all, &wire));
+    add_wire(st, wire);
     st.seconds_communicate += since(t0);
     c.assign(workers(), {});
-    my_bytes = payload.size();
-    total = 0;
     Status dec;
     for (std::uint32_t r = 0; r < workers() && dec.ok(); ++r) {
-      total += all[r].size();
       if (all[r].empty()) continue;
       dec =
           compute_.decompress(desc, step_context(step, r), Span<const std::uint8_t>(all[r]), c[r]);
@@ -95,15 +73,20 @@ class LocalBase : public DistBase {
     }
     return rc_.agree(dec, name());
   }
-  // mean over ranks of the rows c (every rank sent), into out: rank order in double.
-  Vec ordered_mean(const std::vector<Vec>& c) const {
-    Vec out(n_);
-    for (std::uint64_t j = 0; j < n_; ++j) {
-      double sum = 0.0;
-      for (const Vec& row : c) sum += static_cast<double>(row[j]);
-      out[j] = to_f32(sum / static_cast<double>(c.size()));
-    }
-    return out;
+  // The mean over ranks of D(C(in)) through the collective options.algorithm resolves to;
+  // own = this rank's D(C(in)).
+  Status compressed_mean(const CompressorDesc& desc, std::uint32_t step, const Vec& in, Vec& own,
+                         Vec& mean, StepStats& st) {
+    auto algorithm =
+        exchange_algorithm(setup_.options.algorithm, desc, workers(), Reduction::kMean);
+    if (!algorithm.ok()) return algorithm.status();  // identical on every rank
+    auto t0 = Clock::now();
+    const CompressContext ctx = step_context(step, rank());
+    std::vector<std::uint8_t> payload;
+    GRADCOMP_TRY(
+        rc_.agree(compute_.roundtrip(desc, ctx, Span<const float>(in), own, payload), name()));
+    st.seconds_compress += since(t0);
+    return message_mean(algorithm.value(), desc, ctx, payload, own, mean, st);
   }
   std::uint64_t n_;
 };
@@ -151,29 +134,22 @@ class LocalStepsEngine final : public LocalBase {
               static_cast<double>(next.memory[j]));
         }
       }
-      std::vector<Vec> cs;
-      std::uint64_t mine = 0, total = 0;
-      if (!c.async && use_allreduce(allreduce_compatible(c.up))) {
-        // Fast: the decoded drifts summed by the transport.
-        std::vector<std::uint8_t> payload;
-        Vec own;
-        GRADCOMP_TRY(rc_.agree(compute_.roundtrip(c.up, step_context(in.step, rank()),
-                                                  Span<const float>(delta), own, payload),
-                               name()));
-        Vec sum(n_);
-        GRADCOMP_TRY(rc_.comm().allreduce(own.data(), sum.data(), n_, DType::kF32, ReduceOp::kSum));
+      if (!c.async && setup_.options.mode == ReductionMode::kFast) {
+        // Fast: the mean of the decoded drifts through the compressed collective.
+        Vec own, mean;
+        GRADCOMP_TRY(compressed_mean(c.up, in.step, delta, own, mean, st));
         for (std::uint64_t j = 0; j < n_; ++j) {
           next.memory[j] = c.error_feedback ? delta[j] - own[j] : 0.0f;
           next.global[j] = static_cast<float>(static_cast<double>(next.global[j]) -
-                                              static_cast<double>(sum[j]) / p);
+                                              static_cast<double>(mean[j]));
         }
         next.x = next.global;
         next.anchor = next.global;
-        st.bytes_up = payload.size();
-        st.bytes_down = allreduce_compatible(c.up) ? payload.size() : payload.size() * workers();
       } else {
-        GRADCOMP_TRY(
-            exchange(c.up, in.step, syncs[rank()] ? &delta : nullptr, cs, mine, total, st));
+        // Deterministic (and async): the reference subtracts the unrounded double sum / P from
+        // the global model, which a mean rounded to f32 by a collective cannot reproduce.
+        std::vector<Vec> cs;
+        GRADCOMP_TRY(exchange(c.up, in.step, syncs[rank()] ? &delta : nullptr, cs, st));
         if (syncs[rank()]) {
           for (std::uint64_t j = 0; j < n_; ++j)
             next.memory[j] = c.error_feedback ? delta[j] - cs[rank()][j] : 0.0f;
@@ -191,10 +167,6 @@ class LocalStepsEngine final : public LocalBase {
               next.anchor = next.global;
             }
           }
-          if (syncs[rank()]) {
-            st.bytes_up = mine;
-            st.bytes_down = dense_bytes(n_);
-          }
         } else {
           for (std::uint64_t j = 0; j < n_; ++j) {
             double sum = 0.0;
@@ -203,8 +175,6 @@ class LocalStepsEngine final : public LocalBase {
           }
           next.x = next.global;
           next.anchor = next.global;
-          st.bytes_up = mine;
-          st.bytes_down = allreduce_compatible(c.up) ? mine : total - mine;
         }
       }
     }
@@ -244,7 +214,10 @@ class PartialAvgEngine final : public LocalBase {
   }
   Span<const float> gradient_point() const override { return s_.x; }
   Span<const float> model() const override { return s_.x; }
-  Status evaluation_model(std::vector<float>& out) override { return rc_.mean(s_.x, out); }
+  Status evaluation_model(std::vector<float>& out) override {
+    StepStats unused;
+    return dense_mean(s_.x, out, unused);
+  }
 
   Status step(const StepInput& in, Span<const float> grad, StepStats* stats) override {
     GRADCOMP_TRY(check(in, grad));
@@ -264,19 +237,17 @@ class PartialAvgEngine final : public LocalBase {
     const bool c2_step =
         slot_present(c.c2) && (static_cast<std::uint64_t>(in.step) + 1) % c.period == 0;
     std::vector<std::uint64_t> idx;
-    std::uint64_t bytes = 0;
     if (c.cser_form == CserForm::kCode) {
       for (std::uint64_t j = 0; j < n_; ++j) next.x[j] -= u[j];
       if (c2_step || has_c1) {
-        GRADCOMP_TRY(shared_block(c2_step ? c.c2 : c.c1, in.step, idx, &bytes));
+        GRADCOMP_TRY(shared_block(c2_step ? c.c2 : c.c1, in.step, idx));
         Vec mean;
         GRADCOMP_TRY(block_mean(next.x, idx, mean, st));
         for (std::size_t k = 0; k < idx.size(); ++k) next.x[idx[k]] = mean[k];
-        add_bytes(bytes, st);
       }
     } else {
       if (has_c1) {
-        GRADCOMP_TRY(shared_block(c.c1, in.step, idx, &bytes));
+        GRADCOMP_TRY(shared_block(c.c1, in.step, idx));
         Vec mean_u;
         GRADCOMP_TRY(block_mean(u, idx, mean_u, st));
         std::vector<bool> mask(n_, false);
@@ -290,7 +261,6 @@ class PartialAvgEngine final : public LocalBase {
             next.error[j] -= u[j];
           }
         }
-        add_bytes(bytes, st);
       } else {
         for (std::uint64_t j = 0; j < n_; ++j) {
           next.x[j] -= u[j];
@@ -298,7 +268,7 @@ class PartialAvgEngine final : public LocalBase {
         }
       }
       if (c2_step) {
-        GRADCOMP_TRY(shared_block(c.c2, in.step, idx, &bytes));
+        GRADCOMP_TRY(shared_block(c.c2, in.step, idx));
         Vec mean_e;
         GRADCOMP_TRY(block_mean(next.error, idx, mean_e, st));
         for (std::size_t k = 0; k < idx.size(); ++k) {
@@ -306,7 +276,6 @@ class PartialAvgEngine final : public LocalBase {
           next.x[j] = (next.x[j] - next.error[j]) + mean_e[k];
           next.error[j] = 0.0f;
         }
-        add_bytes(bytes, st);
       }
     }
     s_ = std::move(next);
@@ -318,7 +287,7 @@ class PartialAvgEngine final : public LocalBase {
   // The shared block of grbs/rbgs at step t (the reference's shared_block): the indices where
   // D(C(ones)) is non-zero, with ctx {t, 0, rank 0}, identical on every rank.
   Status shared_block(const CompressorDesc& desc, std::uint32_t step,
-                      std::vector<std::uint64_t>& idx, std::uint64_t* bytes) {
+                      std::vector<std::uint64_t>& idx) {
     const Vec ones(desc.n, 1.0f);
     Vec q;
     std::vector<std::uint8_t> payload;
@@ -328,22 +297,15 @@ class PartialAvgEngine final : public LocalBase {
     idx.clear();
     for (std::uint64_t j = 0; j < desc.n; ++j)
       if (q[j] != 0.0f) idx.push_back(j);
-    *bytes = payload.size();
     return Status::success();
   }
-  // The mean over ranks of v on the block: only the block's values travel.
+  // The mean over ranks of v on the block: only the block's values travel (the shared-support
+  // exchange: every rank knows the block, so the values are summable), through
+  // dense_allreduce_mean of the block's values.
   Status block_mean(const Vec& v, const std::vector<std::uint64_t>& idx, Vec& mean, StepStats& st) {
-    auto t0 = Clock::now();
     Vec vals(idx.size());
     for (std::size_t k = 0; k < idx.size(); ++k) vals[k] = v[idx[k]];
-    GRADCOMP_TRY(rc_.mean(vals, mean));
-    st.seconds_communicate += since(t0);
-    return Status::success();
-  }
-  // One allreduce of the block: every rank sends and receives the block's payload.
-  static void add_bytes(std::uint64_t bytes, StepStats& st) {
-    st.bytes_up += bytes;
-    st.bytes_down += bytes;
+    return dense_mean(vals, mean, st);
   }
 
   struct State {
@@ -379,7 +341,8 @@ class DetachedEngine final : public LocalBase {
   Span<const float> model() const override { return s_.x; }
   Status evaluation_model(std::vector<float>& out) override {
     Vec mean_e;
-    GRADCOMP_TRY(rc_.mean(s_.error, mean_e));
+    StepStats unused;
+    GRADCOMP_TRY(dense_mean(s_.error, mean_e, unused));
     out.assign(n_, 0.0f);
     for (std::uint64_t j = 0; j < n_; ++j)
       out[j] = static_cast<float>(static_cast<double>(s_.w[j]) - static_cast<double>(mean_e[j]));
@@ -403,21 +366,7 @@ class DetachedEngine final : public LocalBase {
     st.seconds_update += since(t0);
     if ((static_cast<std::uint64_t>(in.step) + 1) % c.period == 0) {
       Vec own, cbar;
-      std::uint64_t mine = 0, total = 0;
-      if (use_allreduce(allreduce_compatible(c.up))) {
-        std::vector<std::uint8_t> payload;
-        GRADCOMP_TRY(rc_.agree(compute_.roundtrip(c.up, step_context(in.step, rank()),
-                                                  Span<const float>(next.delta), own, payload),
-                               name()));
-        GRADCOMP_TRY(rc_.mean(own, cbar));
-        mine = payload.size();
-        total = mine * workers();
-      } else {
-        std::vector<Vec> cs;
-        GRADCOMP_TRY(exchange(c.up, in.step, &next.delta, cs, mine, total, st));
-        cbar = ordered_mean(cs);
-        own = cs[rank()];
-      }
+      GRADCOMP_TRY(compressed_mean(c.up, in.step, next.delta, own, cbar, st));
       for (std::uint64_t j = 0; j < n_; ++j) next.w[j] -= cbar[j];
       for (std::uint64_t j = 0; j < n_; ++j) {
         next.error[j] = next.delta[j] - own[j];
@@ -425,8 +374,6 @@ class DetachedEngine final : public LocalBase {
                                        c.detach * static_cast<double>(next.error[j]));
       }
       next.delta = next.error;
-      st.bytes_up = mine;
-      st.bytes_down = allreduce_compatible(c.up) ? mine : total - mine;
     }
     s_ = std::move(next);
     if (stats) *stats = st;

@@ -18,20 +18,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The reference's allreduce-compatible set (ref_opt_sync.cpp): messages with a support every
-// rank knows, or dense values.
-bool allreduce_compatible(const CompressorDesc& desc) {
-  switch (desc.kind) {
-    case CompressorKind::kIdentity:
-    case CompressorKind::kFp16:
-    case CompressorKind::kBf16:
-    case CompressorKind::kGrbs:
-    case CompressorKind::kRbgs: return true;
-    case CompressorKind::kRandK: return desc.indices == IndexMode::kShared;
-    default: return false;
-  }
-}
-
 struct SyncState {
   Vec x;               // the shared model
   Vec m;               // S2 momentum of this rank
@@ -111,9 +97,11 @@ class SyncEngine final : public DistBase {
     if (c.aggregation == Aggregation::kPowerSgd) {
       GRADCOMP_TRY(powersgd_aggregate(in, p, s, aggregate, st));
     } else {
-      GRADCOMP_TRY(compress_and_aggregate(in, p, s, aggregate, st));
+      GRADCOMP_TRY(compress_and_aggregate(in, p, rescale, s, aggregate, st));
     }
-    if (c.two_way) GRADCOMP_TRY(server_step(in, rescale, s, aggregate, st));
+    // The chunked server ran inside two_phase_allreduce; the parameter server runs here.
+    if (c.two_way && c.server == ServerTopology::kParameterServer)
+      GRADCOMP_TRY(server_step(in, rescale, s, aggregate, st));
     if (c.global_momentum) s.last_aggregate = aggregate;
 
     t0 = Clock::now();
@@ -189,17 +177,19 @@ class SyncEngine final : public DistBase {
     return desc;
   }
 
-  // S5 compress, S6 memory and masking, S7 mean or majority vote.
-  Status compress_and_aggregate(const StepInput& in, const Vec& p, SyncState& s, Vec& aggregate,
-                                StepStats& st) {
+  // S5 compress, S6 memory and masking, S7 the mean (or majority vote, or the chunked server's
+  // two-way mean) through the compressed collective options.algorithm resolves to.
+  Status compress_and_aggregate(const StepInput& in, const Vec& p, double rescale, SyncState& s,
+                                Vec& aggregate, StepStats& st) {
     const PipelineConfig& c = setup_.config;
     auto t0 = Clock::now();
     const CompressorDesc desc = worker_compressor(in.epoch);
+    CollStats wire;
     Vec shared_scalers;
     if (desc.kind == CompressorKind::kTernGrad && desc.scaler == TernScaler::kShared) {
       Status local = ref::terngrad_local_scalers(desc, Span<const float>(p), shared_scalers);
       GRADCOMP_TRY(rc_.agree(local, name()));
-      GRADCOMP_TRY(rc_.max_f32(shared_scalers));  // max is exact in any order
+      GRADCOMP_TRY(rc_.max_f32(shared_scalers, &wire));  // max is exact in any order
     }
     CompressContext ctx = step_context(in.step, rank());
     ctx.shared_scalers = Span<const float>(shared_scalers);
@@ -215,57 +205,41 @@ class SyncEngine final : public DistBase {
         if (q_own[j] != 0.0f) s.m[j] = 0.0f;
     }
     st.seconds_compress += since(t0);
-    st.bytes_up = payload.size();
+    add_wire(st, wire);
+
+    const bool chunked = c.two_way && c.server == ServerTopology::kChunked;
+    const Reduction reduction = c.aggregation == Aggregation::kMajority ? Reduction::kMajority
+                                : chunked                               ? Reduction::kTwoWay
+                                                                        : Reduction::kMean;
+    // Deterministic from the configuration, so identical on every rank (create() checked it).
+    auto algorithm = exchange_algorithm(setup_.options.algorithm, desc, workers(), reduction);
+    if (!algorithm.ok()) return algorithm.status();
+    if (algorithm.value() != Algorithm::kMajority && algorithm.value() != Algorithm::kTwoPhase)
+      return message_mean(algorithm.value(), desc, ctx, payload, q_own, aggregate, st);
 
     t0 = Clock::now();
-    const bool majority = c.aggregation == Aggregation::kMajority;
-    const bool compatible = allreduce_compatible(desc);
-    if (!majority && use_allreduce(compatible)) {
-      // Fast: one allreduce of the dense decoded message.
-      GRADCOMP_TRY(rc_.mean(q_own, aggregate));
-      st.bytes_down = compatible ? payload.size() : payload.size() * workers();
-      st.seconds_communicate += since(t0);
-      return Status::success();
-    }
-    std::vector<std::vector<std::uint8_t>> all;
-    GRADCOMP_TRY(rc_.allgather_payloads(payload, all));
-    st.seconds_communicate += since(t0);
-    t0 = Clock::now();
-    std::vector<Vec> q(workers());
-    Status dec;
-    for (std::uint32_t r = 0; r < workers() && dec.ok(); ++r) {
-      CompressContext rctx = step_context(in.step, r);
-      rctx.shared_scalers = Span<const float>(shared_scalers);
-      dec = compute_.decompress(desc, rctx, Span<const std::uint8_t>(all[r]), q[r]);
-      if (!dec.ok())
-        dec = make_status(dec.code(), name(), ": payload of rank ", r, ": ", dec.message());
-    }
-    GRADCOMP_TRY(rc_.agree(dec, name()));
-    std::uint64_t total = 0;
-    for (const auto& a : all) total += a.size();
-    if (majority) {
-      for (std::uint64_t j = 0; j < n_; ++j) {
-        std::int64_t votes = 0;
-        for (std::uint32_t r = 0; r < workers(); ++r) votes += q[r][j] >= 0.0f ? 1 : -1;
-        aggregate[j] = votes > 0   ? 1.0f
-                       : votes < 0 ? -1.0f
-                                   : (c.majority_tie == MajorityTie::kPlus ? 1.0f : 0.0f);
-      }
-      st.bytes_down = ref::payload_bytes(desc);
+    auto impl = impl_for(desc);
+    if (!impl.ok()) return impl.status();
+    const Span<const std::uint8_t> msg(payload);
+    wire = CollStats{};
+    if (algorithm.value() == Algorithm::kMajority) {
+      GRADCOMP_TRY(majority_vote(rc_.comm(), *impl.value(), desc, ctx, msg, Span<float>(aggregate),
+                                 coll_options(), &wire));
     } else {
-      for (std::uint64_t j = 0; j < n_; ++j) {
-        double sum = 0.0;
-        for (std::uint32_t r = 0; r < workers(); ++r) sum += static_cast<double>(q[r][j]);
-        aggregate[j] = to_f32(sum / static_cast<double>(workers()));
-      }
-      st.bytes_down = compatible ? payload.size() : total - payload.size();
+      // The server memory of the chunk this rank owns (chunk_bounds(n, P)[rank]).
+      const std::vector<ChunkRange> chunks = chunk_bounds(n_, workers());
+      const ChunkRange mine = n_ == 0 ? ChunkRange{} : chunks[rank()];
+      GRADCOMP_TRY(two_phase_allreduce(rc_.comm(), *impl.value(), desc, c.down, ctx, msg,
+                                       Span<float>(s.e_server.data() + mine.begin, mine.size()),
+                                       rescale, Span<float>(aggregate), coll_options(), &wire));
     }
-    st.seconds_update += since(t0);
+    add_wire(st, wire);
+    st.seconds_communicate += since(t0);
     return Status::success();
   }
 
-  // PowerSGD's two means per matrix segment (P, then Q), vectors dense; the power iteration
-  // itself runs the reference's matmul / orthogonalize.
+  // PowerSGD's two means per matrix segment (P, then Q), vectors dense, each through
+  // dense_allreduce_mean; the power iteration itself runs the reference's matmul / orthogonalize.
   Status powersgd_aggregate(const StepInput& in, const Vec& send, SyncState& s, Vec& aggregate,
                             StepStats& st) {
     const PipelineConfig& c = setup_.config;
@@ -273,14 +247,13 @@ class SyncEngine final : public DistBase {
     const std::vector<Segment> segments = tensor_segments(desc);
     const bool warm = desc.warm_start;
     if (warm && s.powersgd.q.empty()) s.powersgd.q.resize(segments.size());
-    auto t0 = Clock::now();
     for (std::size_t seg = 0; seg < segments.size(); ++seg) {
       const Segment& part = segments[seg];
       if (part.shape.size() < 2) {
         Vec local(send.begin() + static_cast<std::ptrdiff_t>(part.offset),
                   send.begin() + static_cast<std::ptrdiff_t>(part.offset + part.size));
         Vec mean;
-        GRADCOMP_TRY(rc_.mean(local, mean));
+        GRADCOMP_TRY(dense_mean(local, mean, st));
         std::copy(mean.begin(), mean.end(),
                   aggregate.begin() + static_cast<std::ptrdiff_t>(part.offset));
         continue;
@@ -302,12 +275,12 @@ class SyncEngine final : public DistBase {
       if (local.ok()) local = ref::matmul_mq(matrix, rows, cols, q, r, Span<float>(part_p));
       GRADCOMP_TRY(rc_.agree(local, name()));
       Vec p_hat;
-      GRADCOMP_TRY(rc_.mean(part_p, p_hat));
+      GRADCOMP_TRY(dense_mean(part_p, p_hat, st));
       local = ref::orthogonalize(Span<float>(p_hat), rows, r, desc.eps);
       Vec part_q(cols * r);
       if (local.ok()) local = ref::matmul_mtp(matrix, rows, cols, p_hat, r, Span<float>(part_q));
       GRADCOMP_TRY(rc_.agree(local, name()));
-      GRADCOMP_TRY(rc_.mean(part_q, q));
+      GRADCOMP_TRY(dense_mean(part_q, q, st));
       local = ref::matmul_pqt(p_hat, rows, q, cols, r,
                               Span<float>(aggregate.data() + part.offset, part.size));
       GRADCOMP_TRY(rc_.agree(local, name()));
@@ -317,84 +290,47 @@ class SyncEngine final : public DistBase {
       for (std::uint64_t j = 0; j < n_; ++j)
         s.e[j] = to_f32(static_cast<double>(send[j]) - aggregate[j]);
     }
-    st.seconds_communicate += since(t0);
-    st.bytes_up = st.bytes_down = ref::payload_bytes(desc);
     return Status::success();
   }
 
-  CompressorDesc chunk_compressor(const ChunkRange& chunk) const {
-    CompressorDesc desc = setup_.config.down;
-    const std::vector<Segment> blocks =
-        desc.kind == CompressorKind::kBlockSign ? sign_blocks(desc) : tensor_segments(desc);
-    desc.n = chunk.size();
-    desc.block = 0;
-    desc.shapes.clear();
-    for (const Segment& b : blocks) {
-      const std::uint64_t begin = std::max(b.offset, chunk.begin);
-      const std::uint64_t end = std::min(b.offset + b.size, chunk.end);
-      if (begin < end) desc.shapes.push_back({end - begin});
-    }
-    return desc;
-  }
-
-  // S8 on real ranks: the owner of each chunk (rank 0 for a parameter server) adds its server
-  // memory, compresses with {step, tensor_id 1, rank = owner}, and the payloads are allgathered;
-  // every rank decodes every chunk.
+  // S8 with a parameter server (server=ps): rank 0 adds its server memory to the workers' mean,
+  // compresses with {step, tensor_id 1, rank 0} and sends the payload to every rank (an
+  // allgatherv in which the other ranks contribute nothing); every rank decodes it. Not a
+  // collective of compressed.hpp: two_phase_allreduce is the chunked topology.
   Status server_step(const StepInput& in, double rescale, SyncState& s, Vec& aggregate,
                      StepStats& st) {
     auto t0 = Clock::now();
-    std::vector<ChunkRange> chunks;
-    std::vector<CompressorDesc> descs;
-    if (setup_.config.server == ServerTopology::kParameterServer) {
-      chunks.push_back({0, n_});
-      descs.push_back(setup_.config.down);
-    } else {
-      chunks = chunk_bounds(n_, workers());
-      for (const ChunkRange& ch : chunks) descs.push_back(chunk_compressor(ch));
-    }
+    const CompressorDesc& desc = setup_.config.down;
     std::vector<std::uint8_t> payload;
     Status local;
-    const std::uint32_t me = rank();
-    if (me < chunks.size() && chunks[me].size() > 0) {
-      const ChunkRange& chunk = chunks[me];
-      Vec server_in(chunk.size());
-      for (std::uint64_t j = 0; j < chunk.size(); ++j) {
-        const std::uint64_t at = chunk.begin + j;
-        server_in[j] = to_f32(aggregate[at] + rescale * s.e_server[at]);
-      }
+    if (rank() == 0 && n_ > 0) {
+      Vec server_in(n_);
+      for (std::uint64_t j = 0; j < n_; ++j)
+        server_in[j] = to_f32(aggregate[j] + rescale * s.e_server[j]);
       Vec out;
-      local = compute_.roundtrip(descs[me], step_context(in.step, me, 1),
-                                 Span<const float>(server_in), out, payload);
+      local = compute_.roundtrip(desc, step_context(in.step, 0, 1), Span<const float>(server_in),
+                                 out, payload);
       if (local.ok()) {
-        for (std::uint64_t j = 0; j < chunk.size(); ++j)
-          s.e_server[chunk.begin + j] = to_f32(static_cast<double>(server_in[j]) - out[j]);
+        for (std::uint64_t j = 0; j < n_; ++j)
+          s.e_server[j] = to_f32(static_cast<double>(server_in[j]) - out[j]);
       }
     }
     GRADCOMP_TRY(rc_.agree(local, name()));
     st.seconds_compress += since(t0);
     t0 = Clock::now();
     std::vector<std::vector<std::uint8_t>> all;
-    GRADCOMP_TRY(rc_.allgather_payloads(payload, all));
+    CollStats wire;
+    GRADCOMP_TRY(rc_.allgather_payloads(payload, all, &wire));
+    add_wire(st, wire);
     st.seconds_communicate += since(t0);
-    std::uint64_t down = 0;
-    Status dec;
-    for (std::uint32_t owner = 0; owner < chunks.size() && dec.ok(); ++owner) {
-      const ChunkRange& chunk = chunks[owner];
-      if (chunk.size() == 0) continue;
-      Vec out;
-      dec = compute_.decompress(descs[owner], step_context(in.step, owner, 1),
-                                Span<const std::uint8_t>(all[owner]), out);
-      if (!dec.ok()) {
-        dec = make_status(dec.code(), name(), ": server payload of rank ", owner, ": ",
-                          dec.message());
-        break;
-      }
-      std::copy(out.begin(), out.end(),
-                aggregate.begin() + static_cast<std::ptrdiff_t>(chunk.begin));
-      down += all[owner].size();
-    }
+    if (n_ == 0) return Status::success();
+    Vec out;
+    Status dec = compute_.decompress(desc, step_context(in.step, 0, 1),
+                                     Span<const std::uint8_t>(all[0]), out);
+    if (!dec.ok())
+      dec = make_status(dec.code(), name(), ": server payload of rank 0: ", dec.message());
     GRADCOMP_TRY(rc_.agree(dec, name()));
-    st.bytes_down = down;
+    std::copy(out.begin(), out.end(), aggregate.begin());
     return Status::success();
   }
 

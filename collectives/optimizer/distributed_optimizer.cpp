@@ -16,16 +16,12 @@ using detail::Setup;
 // the distributed engine's own limits, on one rank.
 Status check_config(const PipelineConfig& c, Span<const float> x0,
                     const std::vector<std::vector<std::uint64_t>>& shapes,
-                    const DistributedOptions& options) {
+                    const DistributedOptions& options, std::uint32_t ranks) {
   const char* name = preset_name(c.preset);
   for (std::size_t i = 0; i < x0.size(); ++i) {
     if (!std::isfinite(x0[i]))
       return make_status(StatusCode::kNonFinite, name, ": x0[", i, "] = ", x0[i], " is not finite");
   }
-  GRADCOMP_CHECK_ARG(options.algorithm == "auto" || options.algorithm == "allgather" ||
-                         options.algorithm == "dense",
-                     name, ": algorithm '", options.algorithm,
-                     "' is not one the distributed optimizer runs (auto, allgather, dense)");
   GRADCOMP_CHECK_ARG(c.period >= 1, name, ": period must be >= 1");
   const detail::Compute compute(options.compute);
   auto check_slot = [&](const CompressorDesc& d) -> Status {
@@ -63,6 +59,14 @@ Status check_config(const PipelineConfig& c, Span<const float> x0,
       }
     }
     if (c.two_way) GRADCOMP_TRY(check_slot(c.down));
+    if (c.two_way && c.server == ServerTopology::kChunked) {
+      // two_phase_allreduce runs worker and server compressors with one implementation.
+      auto impl = select_impl(c.up, options.compute);
+      if (!impl.ok() || !impl.value()->can_implement(c.down))
+        return make_status(StatusCode::kUnimplemented, name, ": compute '", options.compute,
+                           "' has no single implementation of both the worker and the server "
+                           "compressor");
+    }
   } else if (c.family == Family::kPartialAvg) {
     for (const CompressorDesc* slot : {&c.c1, &c.c2}) {
       if (slot->kind == CompressorKind::kIdentity && slot->n == 0) continue;
@@ -80,7 +84,8 @@ Status check_config(const PipelineConfig& c, Span<const float> x0,
                        x0.size());
     GRADCOMP_TRY(check_slot(c.up));
   }
-  return Status::success();
+  // Last: an override that does not apply is refused only for a configuration that is valid.
+  return detail::check_algorithm(c, options.algorithm, ranks);
 }
 
 std::uint64_t config_hash(const PresetDesc& preset, Span<const float> x0,
@@ -119,7 +124,7 @@ Result<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::create(
     local = config.status();
   } else {
     setup.config = config.value();
-    local = check_config(setup.config, x0, shapes, options);
+    local = check_config(setup.config, x0, shapes, options, comm.size());
   }
   GRADCOMP_TRY(rc.agree(local, std::string(preset_name(preset.kind)) + " create"));
 

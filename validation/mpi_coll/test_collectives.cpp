@@ -3,7 +3,11 @@
 // inputs, runs the oracle alone and compares its own output: deterministic mode bitwise,
 // out-of-place and in-place; fast mode within a tolerance. Then the error contract: sizes that
 // differ across ranks, NaN on one rank, a corrupt payload from one rank -> an error on every
-// rank, output untouched, no hang.
+// rank, output untouched, no hang. Every comparison runs with the reference compute (ref:any)
+// and with the Kokkos kernels (kk:serial, where built): deterministic mode is bitwise for both,
+// because kk:serial produces the reference's payload bytes and decodes on every fill
+// (docs/tolerances.md). Two-phase phase 1 travels as per-owner slices (two_phase_slice): their
+// decode, size and the phase-1 volume are checked here too.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +17,7 @@
 #include <vector>
 
 #include "gradcomp/coll/compressed.hpp"
+#include "gradcomp/kernels/registry.hpp"
 #include "gradcomp/ref/collectives.hpp"
 #include "gradcomp/ref/compress.hpp"
 #include "mpi_test_env.hpp"
@@ -110,21 +115,26 @@ const Case kCases[] = {
     {Algorithm::kTwoPhase, "qsgd", false},
     {Algorithm::kTwoPhase, "terngrad", false},
     {Algorithm::kTwoPhase, "sign", false},
+    {Algorithm::kTwoPhase, "blocksign:block=50,scale=l2", false},
+    {Algorithm::kTwoPhase, "qsgd:levels=5,bucket=100", true},
+    {Algorithm::kTwoPhase, "terngrad:clip=0", false},
 };
 
 // The collective under test for this case (two-phase: with this rank's server memory chunk).
 Status run_case(const Case& c, const CompressorDesc& desc, std::uint32_t rank, Span<const float> in,
                 Span<float> out, std::vector<float>& server_chunk, double rescale,
-                ReductionMode mode) {
+                ReductionMode mode, const CompressorImpl& impl = ref_impl()) {
   CollectiveOptions opt;
   opt.mode = mode;
   coll::CollStats stats;
   if (c.algorithm == Algorithm::kTwoPhase)
-    return coll::two_phase_allreduce(world(), ref_impl(), desc, desc, context(rank), in,
-                                     server_chunk, rescale, out, Span<float>(), opt, &stats);
-  return coll::compressed_allreduce(world(), c.algorithm, ref_impl(), desc, context(rank), in, out,
-                                    opt, &stats);
+    return coll::two_phase_allreduce(world(), impl, desc, desc, context(rank), in, server_chunk,
+                                     rescale, out, Span<float>(), opt, &stats);
+  return coll::compressed_allreduce(world(), c.algorithm, impl, desc, context(rank), in, out, opt,
+                                    &stats);
 }
+
+const char* const kImpls[] = {"ref:any", "kk:serial"};
 
 Result<std::vector<float>> run_oracle(const Case& c, const CompressorDesc& desc,
                                       const std::vector<std::vector<float>>& in,
@@ -138,11 +148,13 @@ Result<std::vector<float>> run_oracle(const Case& c, const CompressorDesc& desc,
   }
 }
 
-class CollectiveVsOracle : public ::testing::TestWithParam<std::tuple<int, std::uint64_t>> {};
+using VsOracleParam = std::tuple<int, std::uint64_t, int>;
+class CollectiveVsOracle : public ::testing::TestWithParam<VsOracleParam> {};
 
 TEST_P(CollectiveVsOracle, DeterministicBitwiseInAndOutOfPlaceFastWithinTolerance) {
   const Case& c = kCases[std::get<0>(GetParam())];
   const std::uint64_t n = std::get<1>(GetParam());
+  const char* impl_name = kImpls[std::get<2>(GetParam())];
   if (n > 5000 && !c.large) GTEST_SKIP() << "large size only for one case per algorithm";
   Communicator& comm = world();
   const std::uint32_t p = comm.size(), rank = comm.rank();
@@ -150,6 +162,12 @@ TEST_P(CollectiveVsOracle, DeterministicBitwiseInAndOutOfPlaceFastWithinToleranc
   if (!parsed.ok())
     GTEST_SKIP() << c.spec << " at n = " << n << ": " << parsed.status().to_string();
   const CompressorDesc desc = *parsed;
+  Result<const CompressorImpl*> selected = select_impl(desc, impl_name);
+  // The same answer on every rank (same build), so all ranks skip together.
+  if (!selected.ok() && selected.status().code() == StatusCode::kUnimplemented)
+    GTEST_SKIP() << impl_name << ": " << selected.status().to_string();
+  ASSERT_TRUE(selected.ok()) << selected.status().to_string();
+  const CompressorImpl& impl = **selected;
   const auto in = all_inputs(n + 11, p, n);
   const std::vector<ChunkRange> chunks = chunk_bounds(n, p);
   const ChunkRange mine = n == 0 ? ChunkRange{} : chunks[rank];
@@ -169,11 +187,12 @@ TEST_P(CollectiveVsOracle, DeterministicBitwiseInAndOutOfPlaceFastWithinToleranc
     return std::vector<float>(full.begin() + mine.begin, full.begin() + mine.end);
   };
   const std::string what = std::string(coll::algorithm_name(c.algorithm)) + " " + c.spec +
-                           " n=" + std::to_string(n) + " P=" + std::to_string(p);
+                           " n=" + std::to_string(n) + " P=" + std::to_string(p) + " " + impl_name;
 
   // Deterministic, out of place.
   std::vector<float> out(n, -7.0f), server = chunk_of(server_full);
-  Status s = run_case(c, desc, rank, in[rank], out, server, rescale, ReductionMode::kDeterministic);
+  Status s =
+      run_case(c, desc, rank, in[rank], out, server, rescale, ReductionMode::kDeterministic, impl);
   ASSERT_TRUE(s.ok()) << what << ": " << s.to_string();
   EXPECT_EQ(bit_mismatches(out, *want, what + " det"), 0u);
   if (c.algorithm == Algorithm::kTwoPhase) {
@@ -183,14 +202,14 @@ TEST_P(CollectiveVsOracle, DeterministicBitwiseInAndOutOfPlaceFastWithinToleranc
   // Deterministic, in place.
   std::vector<float> buf = in[rank];
   server = chunk_of(server_full);
-  s = run_case(c, desc, rank, buf, buf, server, rescale, ReductionMode::kDeterministic);
+  s = run_case(c, desc, rank, buf, buf, server, rescale, ReductionMode::kDeterministic, impl);
   ASSERT_TRUE(s.ok()) << what << " in-place: " << s.to_string();
   EXPECT_EQ(bit_mismatches(buf, *want, what + " det in-place"), 0u);
 
   // Fast: MPI's reduction order / f32 accumulation.
   std::vector<float> fast(n);
   server = chunk_of(server_full);
-  s = run_case(c, desc, rank, in[rank], fast, server, rescale, ReductionMode::kFast);
+  s = run_case(c, desc, rank, in[rank], fast, server, rescale, ReductionMode::kFast, impl);
   ASSERT_TRUE(s.ok()) << what << " fast: " << s.to_string();
   double scale = 1.0;
   for (float v : *want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
@@ -208,9 +227,10 @@ TEST_P(CollectiveVsOracle, DeterministicBitwiseInAndOutOfPlaceFastWithinToleranc
   }
 }
 
-std::string case_name(const ::testing::TestParamInfo<std::tuple<int, std::uint64_t>>& info) {
+std::string case_name(const ::testing::TestParamInfo<VsOracleParam>& info) {
   const Case& c = kCases[std::get<0>(info.param)];
-  std::string s = std::string(coll::algorithm_name(c.algorithm)) + "_" + c.spec;
+  std::string s = std::string(kImpls[std::get<2>(info.param)]) + "_" +
+                  coll::algorithm_name(c.algorithm) + "_" + c.spec;
   for (char& ch : s)
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   return s + "_n" + std::to_string(std::get<1>(info.param));
@@ -219,7 +239,8 @@ std::string case_name(const ::testing::TestParamInfo<std::tuple<int, std::uint64
 INSTANTIATE_TEST_SUITE_P(
     All, CollectiveVsOracle,
     ::testing::Combine(::testing::Range(0, static_cast<int>(std::size(kCases))),
-                       ::testing::Values<std::uint64_t>(0, 1, 33, 4097, (1u << 20) + 3)),
+                       ::testing::Values<std::uint64_t>(0, 1, 33, 4097, (1u << 20) + 3),
+                       ::testing::Range(0, static_cast<int>(std::size(kImpls)))),
     case_name);
 
 // Two consecutive two-phase steps: the server memory carried from step 1 shapes step 2 exactly

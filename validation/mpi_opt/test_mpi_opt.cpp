@@ -28,6 +28,7 @@
 #include "gradcomp/kernels/registry.hpp"
 #include "gradcomp/ref/objectives.hpp"
 #include "gradcomp/ref/simulator.hpp"
+#include "gradcomp/wire_format.hpp"
 
 namespace gradcomp::coll {
 namespace {
@@ -40,35 +41,46 @@ Communicator* g_comm = nullptr;
 // <= 2e-7 (docs/distributed.md, "Fast mode").
 constexpr double kFastTolerance = 1e-4;
 
+// How the bytes StepStats counts on the wire relate to the simulator's CommRecord in
+// deterministic mode (docs/distributed.md, "Bytes"):
+enum class Wire {
+  kRecord,  // payload allgathers: up and down equal the CommRecord
+  kValues,  // values-only exchanges (dense, shared support, CSER blocks, PowerSGD): up is the
+            // CommRecord's payload without its wire header, down = (P - 1) up
+  kUp,      // up equals the CommRecord; down is the others' messages (majority vote, async)
+  kMore,    // up adds the server stage or TernGrad's shared scalers to the CommRecord's payload
+};
+
 // The presets with the case strings and learning rates of the reference convergence tests
 // (validation/unit/test_convergence.cpp), which keep this small problem stable.
 struct Case {
   const char* preset;
   double lr;
+  Wire wire;
 };
 const std::vector<Case>& cases() {
   static const std::vector<Case> table = {
-      {"sgdm", 0.05},
-      {"ef-sgd", 0.05},
-      {"signum-mv", 0.02},
-      {"signsgd-mv", 0.02},
-      {"dist-ef-sgdm", 0.002},
-      {"dgc:density=0.125", 0.02},
-      {"qsparse-local:up.density=0.125", 0.02},
-      {"pqasgd", 0.05},
-      {"sparse-param-avg", 0.05},
-      {"cser", 0.05},
-      {"cser-pl", 0.05},
-      {"m-cser", 0.05},
-      {"gmc:up.density=0.125", 0.02},
-      {"gmc+:up.density=0.125", 0.005},
-      {"def-a:up.density=0.125", 0.005},
-      {"powersgd", 0.05},
+      {"sgdm", 0.05, Wire::kValues},
+      {"ef-sgd", 0.05, Wire::kRecord},
+      {"signum-mv", 0.02, Wire::kUp},
+      {"signsgd-mv", 0.02, Wire::kUp},
+      {"dist-ef-sgdm", 0.002, Wire::kMore},
+      {"dgc:density=0.125", 0.02, Wire::kRecord},
+      {"qsparse-local:up.density=0.125", 0.02, Wire::kRecord},
+      {"pqasgd", 0.05, Wire::kRecord},
+      {"sparse-param-avg", 0.05, Wire::kValues},
+      {"cser", 0.05, Wire::kValues},
+      {"cser-pl", 0.05, Wire::kValues},
+      {"m-cser", 0.05, Wire::kValues},
+      {"gmc:up.density=0.125", 0.02, Wire::kRecord},
+      {"gmc+:up.density=0.125", 0.005, Wire::kValues},
+      {"def-a:up.density=0.125", 0.005, Wire::kValues},
+      {"powersgd", 0.05, Wire::kValues},
       // Variants that exercise other paths of the same engines.
-      {"dist-ef-sgdm:server=chunked", 0.002},
-      {"qsparse-local:up.density=0.125,async=1", 0.02},
-      {"cser:form=paper2c", 0.05},
-      {"ef-sgd:up=terngrad,up.scaler=shared", 0.02},
+      {"dist-ef-sgdm:server=chunked", 0.002, Wire::kMore},
+      {"qsparse-local:up.density=0.125,async=1", 0.02, Wire::kUp},
+      {"cser:form=paper2c", 0.05, Wire::kValues},
+      {"ef-sgd:up=terngrad,up.scaler=shared", 0.02, Wire::kMore},
   };
   return table;
 }
@@ -246,6 +258,65 @@ Reference run_simulator(const ref::SimulatorConfig& cfg) {
   return r;
 }
 
+// Bytes per step against the CommRecord (Wire above), and on every preset the wire's own
+// balance: in deterministic mode every data exchange is an allgather(v), so each rank receives
+// exactly what the others sent: sum over ranks of down = (P - 1) * sum over ranks of up.
+void check_wire(const Case& c, const Reference& sim, const Outcome& got) {
+  const std::uint64_t p = g_comm->size();
+  ASSERT_EQ(got.up.size(), sim.up.size());
+  std::vector<unsigned long long> up(got.up.begin(), got.up.end());
+  std::vector<unsigned long long> down(got.down.begin(), got.down.end());
+  MPI_Allreduce(MPI_IN_PLACE, up.data(), static_cast<int>(up.size()), MPI_UNSIGNED_LONG_LONG,
+                MPI_SUM, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, down.data(), static_cast<int>(down.size()), MPI_UNSIGNED_LONG_LONG,
+                MPI_SUM, MPI_COMM_WORLD);
+  // The two-phase collective may move its phase 1 with an alltoall (each rank receives only its
+  // chunk of the others' messages), which this balance does not describe.
+  const bool two_phase = std::string(c.preset).find("server=chunked") != std::string::npos;
+  std::uint64_t total = 0;
+  for (std::size_t t = 0; t < up.size(); ++t) {
+    if (!two_phase) {
+      EXPECT_EQ(down[t], (p - 1) * up[t]) << c.preset << ": step " << t << " wire balance";
+    }
+    total += up[t];
+  }
+  EXPECT_GT(total, 0u) << c.preset << ": nothing went on the wire";
+  switch (c.wire) {
+    case Wire::kRecord: {
+      // Where the break-even rule picks the dense allreduce (DGC's warm-up densities at P = 4:
+      // payload * P >= 2 * 4n), the decoded messages travel as 4n bytes instead.
+      const std::uint64_t dense = 4 * sim.traj.final_params.size();
+      for (std::size_t t = 0; t < got.up.size(); ++t) {
+        const bool rule_dense = sim.up[t] * p >= 2 * dense;
+        EXPECT_EQ(got.up[t], rule_dense ? dense : sim.up[t]) << c.preset << ": step " << t << " up";
+        EXPECT_EQ(got.down[t], rule_dense ? (p - 1) * dense : sim.down[t])
+            << c.preset << ": step " << t << " down";
+      }
+      break;
+    }
+    case Wire::kValues:
+      // The CommRecord counts each message with its wire header (one per exchange; CSER
+      // paper2c has two exchanges at a c2 step); the values-only exchanges send no header.
+      for (std::size_t t = 0; t < got.up.size(); ++t) {
+        if (sim.up[t] == 0) {
+          EXPECT_EQ(got.up[t], 0u) << c.preset << ": step " << t;
+          continue;
+        }
+        EXPECT_LE(got.up[t] + kHeaderBytes, sim.up[t]) << c.preset << ": step " << t << " bytes up";
+        EXPECT_EQ((sim.up[t] - got.up[t]) % kHeaderBytes, 0u)
+            << c.preset << ": step " << t << " bytes up " << got.up[t] << " vs " << sim.up[t];
+        EXPECT_EQ(got.down[t], (p - 1) * got.up[t]) << c.preset << ": step " << t << " bytes down";
+      }
+      break;
+    case Wire::kUp: EXPECT_EQ(got.up, sim.up) << c.preset << ": bytes up per step"; break;
+    case Wire::kMore:
+      // (server=ps: rank 0 only; chunked and shared scalers: every rank)
+      for (std::size_t t = 0; t < got.up.size(); ++t)
+        EXPECT_GE(got.up[t], sim.up[t]) << c.preset << ": step " << t << " bytes up";
+      break;
+  }
+}
+
 class PresetTest : public ::testing::TestWithParam<std::size_t> {};
 
 // Deterministic mode with the reference compute: the simulator, bit for bit.
@@ -264,8 +335,7 @@ TEST_P(PresetTest, DeterministicRefMatchesSimulatorBitwise) {
                        << ": evaluation model differs, max rel diff "
                        << rel_diff(got.eval, sim.traj.final_params);
   EXPECT_TRUE(model_ok) << c.preset << ": rank " << g_comm->rank() << "'s replica differs";
-  EXPECT_EQ(got.up, sim.up) << c.preset << ": bytes up per step";
-  EXPECT_EQ(got.down, sim.down) << c.preset << ": bytes down per step";
+  check_wire(c, sim, got);
   // The run moved: a match of two copies of x0 would prove nothing.
   EXPECT_GT(rel_diff(got.eval, make_problem(cfg).x0), 1e-3) << c.preset;
 }
@@ -383,6 +453,137 @@ TEST(Catalog, EveryPresetIsCovered) {
       found = found || (p.ok() && p->kind == info.kind);
     }
     EXPECT_TRUE(found) << info.name << " has no distributed test case";
+  }
+}
+
+// ---- the algorithm override ---------------------------------------------------------------------
+
+// Top-k with error feedback at a density above 1/P and well below it: "auto" applies the
+// break-even rule (allgather while payload * P < 2 * 4n, docs/collectives.md), "dense" and
+// "allgather" force one; every choice ends bitwise on the simulator in deterministic mode (dense
+// averages the decoded messages, which is the same mean for any compressor), and the bytes show
+// which collective ran: a dense exchange sends 4n per step, the allgather the payload.
+TEST(AlgorithmOverride, TopkPicksDenseOrAllgatherByTheRuleAndMatchesTheSimulator) {
+  const std::uint64_t p = g_comm->size();
+  for (const char* preset : {"ef-sgd:up=topk,up.density=0.6", "ef-sgd:up=topk,up.density=0.05"}) {
+    const ref::SimulatorConfig cfg = problem(preset, 0.02);
+    const Reference sim = run_simulator(cfg);
+    const Problem prob = make_problem(cfg);
+    const std::uint64_t dense = 4 * prob.x0.size();
+    ASSERT_FALSE(sim.up.empty());
+    // The rule on the simulator's own payload size.
+    const bool rule_dense = sim.up[0] * p >= 2 * dense;
+    EXPECT_EQ(rule_dense, std::string(preset).find("0.6") != std::string::npos)
+        << preset << ": the two cases should fall on both sides of the rule (payload " << sim.up[0]
+        << ", 4n = " << dense << ", P = " << p << ")";
+    for (const char* algorithm : {"auto", "dense", "allgather"}) {
+      DistributedOptions options;
+      options.compute = "ref:any";
+      options.mode = ReductionMode::kDeterministic;
+      options.algorithm = algorithm;
+      const Outcome got = run(prob, options);
+      ASSERT_TRUE(got.status.ok()) << preset << " " << algorithm << ": " << got.status.to_string();
+      EXPECT_TRUE(bitwise_equal(got.eval, sim.traj.final_params))
+          << preset << " algorithm " << algorithm << ": differs by "
+          << rel_diff(got.eval, sim.traj.final_params);
+      const bool want_dense =
+          std::string(algorithm) == "dense" || (std::string(algorithm) == "auto" && rule_dense);
+      for (std::size_t t = 0; t < got.up.size(); ++t) {
+        EXPECT_EQ(got.up[t], want_dense ? dense : sim.up[t])
+            << preset << " " << algorithm << ": step " << t << " bytes up";
+      }
+      // Fast mode through the same choice stays within the tolerance.
+      options.mode = ReductionMode::kFast;
+      const Outcome fast = run(prob, options);
+      ASSERT_TRUE(fast.status.ok()) << fast.status.to_string();
+      EXPECT_LE(rel_diff(fast.eval, sim.traj.final_params), kFastTolerance)
+          << preset << " " << algorithm << " (fast)";
+    }
+  }
+}
+
+// An override whose result would not be the simulator's (a mean where a vote or a two-way
+// server is asked for, shared support for rank-specific supports, anything but dense for
+// PowerSGD, ...) is kInvalidArgument at create() on every rank, with a message.
+TEST(AlgorithmOverride, AnAlgorithmThatDoesNotApplyIsRefusedOnEveryRank) {
+  const struct {
+    const char* preset;
+    const char* algorithm;
+  } refused[] = {
+      {"ef-sgd:up=topk,up.density=0.1", "shared-support"},
+      {"ef-sgd:up=topk,up.density=0.1", "majority"},
+      {"ef-sgd:up=topk,up.density=0.1", "two-phase"},
+      {"ef-sgd:up=topk,up.density=0.1", "ring"},
+      {"signum-mv", "allgather"},
+      {"signum-mv", "dense"},
+      {"dist-ef-sgdm:server=chunked", "allgather"},
+      {"dist-ef-sgdm:server=chunked", "dense"},
+      {"dist-ef-sgdm", "two-phase"},
+      {"powersgd", "allgather"},
+      {"cser", "allgather"},
+      {"qsparse-local:up.density=0.125,async=1", "dense"},
+      {"dgc:density=0.125", "shared-support"},
+  };
+  for (const auto& r : refused) {
+    const Problem prob = make_problem(problem(r.preset, 0.02));
+    DistributedOptions options;
+    options.compute = "ref:any";
+    options.algorithm = r.algorithm;
+    auto opt = create(prob, options);
+    EXPECT_FALSE(opt.ok()) << r.preset << " with " << r.algorithm << " was accepted";
+    if (opt.ok()) continue;
+    EXPECT_EQ(opt.status().code(), StatusCode::kInvalidArgument) << opt.status().to_string();
+    EXPECT_NE(opt.status().message().find(r.algorithm), std::string::npos)
+        << "the message should name the algorithm: " << opt.status().to_string();
+  }
+  // And the ones that apply are accepted (shared support for the shared block of gmc+).
+  for (const char* ok : {"shared-support", "dense", "allgather"}) {
+    DistributedOptions options;
+    options.compute = "ref:any";
+    options.algorithm = ok;
+    auto opt = create(make_problem(problem("gmc+:up.density=0.125", 0.005)), options);
+    EXPECT_TRUE(opt.ok()) << ok << ": " << opt.status().to_string();
+  }
+}
+
+// ---- fast mode with the Kokkos kernels ---------------------------------------------------------
+
+// One preset per family and per collective, fast mode (MPI's reduction order, f32
+// accumulation) with kk:serial compute: within the fast-mode tolerance of the simulator.
+TEST(FastKokkos, OnePresetPerFamilyWithinTolerance) {
+  bool serial = false;
+  for (const auto& impl : compressor_impls()) serial = serial || impl.name == "kk:serial";
+  if (!serial) GTEST_SKIP() << "no kk:serial in this build";
+  const Case family[] = {
+      {"sgdm", 0.05, Wire::kValues},                            // dense
+      {"ef-sgd", 0.05, Wire::kRecord},                          // allgather
+      {"signum-mv", 0.02, Wire::kUp},                           // majority
+      {"dist-ef-sgdm:server=chunked", 0.002, Wire::kMore},      // two-phase
+      {"dist-ef-sgdm", 0.002, Wire::kMore},                     // mean + parameter server
+      {"gmc+:up.density=0.125", 0.005, Wire::kValues},          // shared-support
+      {"powersgd", 0.05, Wire::kValues},                        // dense P and Q
+      {"qsparse-local:up.density=0.125", 0.02, Wire::kRecord},  // local steps
+      {"cser", 0.05, Wire::kValues},                            // partial averaging
+      {"def-a:up.density=0.125", 0.005, Wire::kValues},         // detached
+  };
+  for (const Case& c : family) {
+    const ref::SimulatorConfig cfg = problem(c.preset, c.lr);
+    const Reference sim = run_simulator(cfg);
+    DistributedOptions options;
+    options.compute = "kk:serial";
+    options.mode = ReductionMode::kFast;
+    const Outcome got = run(make_problem(cfg), options);
+    if (got.status.code() == StatusCode::kUnimplemented) {
+      if (g_comm->rank() == 0)
+        std::printf("[ kk fast] %-42s skipped: kk cannot run it\n", c.preset);
+      continue;
+    }
+    ASSERT_TRUE(got.status.ok()) << c.preset << ": " << got.status.to_string();
+    const double d = rel_diff(got.eval, sim.traj.final_params);
+    if (g_comm->rank() == 0)
+      std::printf("[ kk fast] %-42s P=%u max rel diff %.3e\n", c.preset, g_comm->size(), d);
+    EXPECT_LE(d, kFastTolerance) << c.preset;
+    EXPECT_GT(rel_diff(got.eval, make_problem(cfg).x0), 1e-3) << c.preset << ": did not move";
   }
 }
 

@@ -146,9 +146,11 @@ Status majority_vote(Communicator& comm, const CompressorImpl& impl, const Compr
 //   all:      out[chunk j] = D(m_j) for every j
 // server_error holds chunk_bounds(n, P)[rank].size() elements and is updated in place (only on
 // success). worker_decoded, if not empty (n elements), receives D(C_up(in_r)) of this rank, the
-// worker-side message error feedback needs. Phase 1 gathers the whole worker messages
-// (allgatherv) and each owner decodes its chunk of them; phase 2 allgathers the owners' chunk
-// messages (see docs/collectives.md for the volume and the alltoall variant not done yet).
+// worker-side message error feedback needs. Phase 1 is an alltoallv of per-owner slices of the
+// worker messages (two_phase_slice below: owner j receives only chunk j's bits and the scales
+// of the blocks / buckets / segments that meet chunk j); compressors without a slicer (up kinds
+// other than sign, blocksign, qsgd, terngrad, identity) fall back to an allgatherv of the whole
+// messages. Phase 2 allgathers the owners' chunk messages (docs/collectives.md: volumes).
 Status two_phase_allreduce(Communicator& comm, const CompressorImpl& impl, const CompressorDesc& up,
                            const CompressorDesc& down, const CompressContext& ctx,
                            Span<const float> in, Span<float> server_error, double server_rescale,
@@ -164,6 +166,30 @@ Status two_phase_allreduce(Communicator& comm, const CompressorImpl& impl, const
 // size, block = 0, one 1-D segment per worker block (blocksign) or tensor segment (others)
 // intersected with the chunk.
 CompressorDesc chunk_compressor(const CompressorDesc& down, const ChunkRange& chunk);
+
+// ---- the slice wire form of two-phase phase 1 (docs/wire-format.md "Slices") -----------------
+// The part of a worker message that chunk owner j needs, as a valid version-1 payload of the
+// descriptor two_phase_slice_desc(up, chunk j): the worker's header fields (kind, step,
+// tensor id) with n = chunk size and count / body_bytes of the slice, then the chunk's bit
+// fields (whole 32-bit words, since chunks start at multiples of 32 elements), then the scales
+// (blocksign), norms (qsgd) or scalers (terngrad) of every block / bucket / segment that meets
+// the chunk, a straddling one going to both owners. Its decode equals the chunk of the whole
+// message's decode bit for bit (the decoders scale each field by its group's f32 value only).
+
+// Whether up's messages can be sliced (sign, blocksign, qsgd, terngrad, identity).
+bool two_phase_can_slice(const CompressorDesc& up);
+
+// up restricted to chunk: n = chunk size, the groups (blocks / buckets / tensor segments) cut
+// at the chunk as 1-D shapes (block = 0 / bucket = 0). Precondition: two_phase_can_slice(up).
+CompressorDesc two_phase_slice_desc(const CompressorDesc& up, const ChunkRange& chunk);
+
+// Appends to `out` the slice of `payload` (a whole message of up) for every chunk in order and
+// sets slice_bytes[j] (0 for an empty chunk). kCorruptPayload if the payload's header or length
+// does not match up (kind, n, count, body_bytes, flags), kInvalidArgument if up has no slicer or
+// a chunk is not 32-aligned / out of range. `out` is unchanged on error.
+Status two_phase_slice(const CompressorDesc& up, Span<const std::uint8_t> payload,
+                       const std::vector<ChunkRange>& chunks, std::vector<std::uint8_t>& out,
+                       std::vector<std::uint64_t>& slice_bytes);
 
 // Dispatch for the single-phase algorithms (kDense, kAllgather, kSharedSupport, kMajority;
 // kAuto resolves with Reduction::kMean, or kMajority where the vote is asked for by
