@@ -85,9 +85,32 @@ int usage(const char* msg) {
   return 2;
 }
 
+// --help: the flags, on stdout. parse_args returns kHelpShown so main exits 0.
+constexpr int kHelpShown = -1;
+int help() {
+  std::printf(
+      "usage: mpiexec -n P gradcomp-coll-perf [options]\n"
+      "Sweeps message sizes like nccl-tests: compressed collectives against a dense\n"
+      "MPI_Allreduce row per size (docs/collectives.md).\n"
+      "  -b BYTES            smallest fp32 gradient size in bytes (K, M, G suffixes)\n"
+      "  -e BYTES            largest size\n"
+      "  -f FACTOR           size multiplication factor (>= 2)\n"
+      "  -n ITERS            timed iterations per size\n"
+      "  -w WARMUP           untimed warm-up iterations\n"
+      "  -c 0|1              a separate check iteration against the reference collective (#wrong)\n"
+      "  --compressor=CASE   compressor case string; repeat for several\n"
+      "  --algorithm=NAME    auto (break-even rule), dense, allgather, shared-support, two-phase,\n"
+      "                      majority\n"
+      "  --impl=NAME         kernel implementation: any, ref:any, kk:serial\n"
+      "  --mode=fast|deterministic  reduction order\n"
+      "  --json=FILE         results as JSON (schema in docs/collectives.md)\n");
+  return kHelpShown;
+}
+
 int parse_args(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "-h" || a == "--help") return help();
     auto value = [&](const char* flag) -> const char* {
       if (a == flag && i + 1 < argc) return argv[++i];
       if (a.size() > 2 && a.rfind(flag, 0) == 0) return argv[i] + 2;  // -b1M
@@ -239,7 +262,7 @@ int main(int argc, char** argv) {
     }
     if (rc != 0) {
       MPI_Finalize();
-      return rc;
+      return rc == kHelpShown ? 0 : rc;
     }
     Communicator& comm = **made;
     const std::uint32_t p = comm.size(), rank = comm.rank();
