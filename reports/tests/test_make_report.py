@@ -336,3 +336,22 @@ def test_null_or_missing_fields_never_crash(tmp_path, name, monkeypatch):
                 assert str(e).startswith(str(f)), e
                 refused += 1
     assert refused > 0  # the required keys are refused
+
+
+def test_gap_is_to_the_best_sgdm_run_with_options(tmp_path):
+    # Two dense baselines with options (as the convergence benchmark has: with and without
+    # momentum): the gap is to the more accurate one, found by the preset's name before ':'.
+    d = tmp_path / "in"
+    d.mkdir()
+    shutil.copy(FIXTURES / "train_dgc.json", d / "dgc.json")
+    for preset, acc in (("sgdm:momentum=0", 0.70), ("sgdm:momentum=0.9", 0.85)):
+        run_json = json.loads((FIXTURES / "train_sgdm.json").read_text())
+        run_json["context"]["preset"] = preset
+        run_json["epochs"][-1]["test_accuracy"] = acc
+        (d / f"{preset.replace(':', '_')}.json").write_text(json.dumps(run_json))
+    r = run("--in", d, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    md = next((tmp_path / "out").rglob("index.md")).read_text()
+    dgc_final = 100 * load("train_dgc.json")["epochs"][-1]["test_accuracy"]
+    assert float(table_row(md, "`dgc`")[6]) == pytest.approx(dgc_final - 85.0, abs=0.005)
+    assert float(table_row(md, "`sgdm:momentum=0`")[6]) == pytest.approx(-15.0, abs=0.005)
