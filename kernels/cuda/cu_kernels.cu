@@ -376,7 +376,8 @@ __global__ void qsgd_encode_k(const float* __restrict__ in, Groups g,
     std::uint32_t word = 0;
     for (std::uint64_t e = first; e <= last; ++e) {
       const std::uint32_t code =
-          quantize(in[e], norms[group_of(g, e)], p.levels, rng.uniform_float(e));
+          quantize(in[e], norms[group_of(g, e)], p.levels,
+                   rng.uniform_float(p.support ? p.support[e] : e));
       const std::int64_t shift =
           static_cast<std::int64_t>(e * p.bits) - static_cast<std::int64_t>(32 * w);
       word |= shift >= 0 ? code << shift : code >> (-shift);
@@ -404,9 +405,10 @@ __global__ void qsgd_decode_k(const std::uint32_t* __restrict__ words, Groups g,
     const std::uint32_t code = read_field(words, e, p.bits);
     const double level = static_cast<double>(code >> 1);
     const double signed_level = (code & 1u) ? -level : level;
+    // Left to right like the reference: N * (+-level) / s * factor.
     const float v = static_cast<float>(static_cast<double>(norms[group_of(g, e)]) * signed_level /
-                                       static_cast<double>(p.levels));
-    put(out, e, v, acc, alpha);
+                                       static_cast<double>(p.levels) * p.factor);
+    put(out, p.support ? p.support[e] : e, v, acc, alpha);
   }
 }
 

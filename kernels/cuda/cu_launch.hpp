@@ -76,6 +76,10 @@ struct QsgdParams {
   std::uint32_t bits = 2;  // 1 + L
   std::uint64_t seed = 0;
   std::uint32_t step = 0, tensor_id = 0, rank = 0;
+  // Qsparse compositions (qsgd_topk/randk): the k selected values form one bucket; element e's
+  // rounding uniform and decoded position are support[e] (its global index). nullptr: e itself.
+  const std::uint32_t* support = nullptr;
+  double factor = 1.0;  // decoded values times factor (scaled=1: 1/(1+beta)); 1 is exact
 };
 cudaError_t qsgd_encode(const float* in, const Groups& g, const float* norms, const QsgdParams& p,
                         std::uint32_t* words, cudaStream_t s);

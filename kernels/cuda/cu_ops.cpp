@@ -10,6 +10,7 @@
 #include <limits>
 #include <vector>
 
+#include "cu_blocks.hpp"
 #include "cu_launch.hpp"
 #include "gradcomp/kernels/cuda.hpp"
 #include "gradcomp/rng.hpp"
@@ -207,6 +208,47 @@ Status randk_index_set(const CompressorDesc& desc, const CompressContext& ctx, s
   return Status::success();
 }
 
+// ---- compositions (signtopk, qsgd_topk, qsgd_randk) and block sparsifiers (grbs, rbgs) ------
+
+// The k selected values as one group (one norm / scale).
+Groups single_group(std::uint64_t k) {
+  Groups g;
+  g.n = k;
+  g.count = 1;
+  g.fixed = k;
+  g.max_size = k;
+  return g;
+}
+bool composed_sends_indices(const CompressorDesc& desc) {
+  return desc.kind != CompressorKind::kQsgdRandK || desc.indices == IndexMode::kPrivate;
+}
+// Body of the non-dense form: [k u32 indices] codes/sign bits, one f32 scale; empty for k = 0.
+std::uint64_t composed_body(const CompressorDesc& desc, std::uint64_t k) {
+  if (k == 0) return 0;
+  const std::uint32_t bits = desc.kind == CompressorKind::kSignTopK ? 1 : qsgd_bits(desc);
+  return (composed_sends_indices(desc) ? 4 * k : 0) + packed_bytes(k, bits) + 4;
+}
+detail::QsgdParams composed_qsgd(const CompressorDesc& desc, const CompressContext& ctx,
+                                 const std::uint32_t* support) {
+  detail::QsgdParams p;
+  p.levels = desc.levels;
+  p.bits = qsgd_bits(desc);
+  p.seed = desc.seed;
+  p.step = ctx.step;
+  p.tensor_id = ctx.tensor_id;
+  p.rank = ctx.rank;
+  p.support = support;
+  return p;
+}
+// Copies a host index list to a device buffer; synchronises because `idx` is pageable and may
+// die right after.
+Status upload_indices(const std::vector<std::uint32_t>& idx, cudaStream_t s, DevBuf& buf) {
+  GRADCOMP_TRY(buf.alloc(4 * idx.size(), s));
+  GC_CU(cudaMemcpyAsync(buf.as<void>(), idx.data(), 4 * idx.size(), cudaMemcpyHostToDevice, s));
+  GC_CU(cudaStreamSynchronize(s));
+  return Status::success();
+}
+
 // ---- compress ---------------------------------------------------------------------------------
 
 Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, const float* in,
@@ -218,7 +260,7 @@ Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, con
   GRADCOMP_TRY(slots.init(s));
   std::uint64_t total = payload_bytes(desc);
   DevGroups groups;  // outlives the kernels that read it (freed after the final sync)
-  DevBuf tmp, acc, idx_buf, count_buf;
+  DevBuf tmp, acc, idx_buf, count_buf, vals_buf;
   switch (desc.kind) {
     case CompressorKind::kIdentity:
     case CompressorKind::kFp16:
@@ -413,6 +455,78 @@ Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, con
       }
       break;
     }
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs: {
+      std::vector<std::uint32_t> host_idx;
+      detail::block_indices(desc, ctx, host_idx);
+      const std::uint64_t c = host_idx.size();
+      const bool dense = detail::block_always_dense(desc);
+      GRADCOMP_TRY(put_header(desc, ctx, dense ? kFlagDense : 0, c, 4 * c, payload, s));
+      if (check) GC_CU(detail::find_nonfinite(in, n, slots.d(), s));
+      if (dense) {
+        GC_CU(cudaMemcpyAsync(body, in, 4 * n, cudaMemcpyDeviceToDevice, s));
+      } else if (c > 0) {
+        GRADCOMP_TRY(upload_indices(host_idx, s, idx_buf));
+        GC_CU(detail::gather(in, idx_buf.as<std::uint32_t>(), c, 1.0, false,
+                             reinterpret_cast<float*>(body), slots.d(), s));
+      }
+      total = kHeaderBytes + 4 * c;
+      break;
+    }
+    case CompressorKind::kSignTopK:
+    case CompressorKind::kQsgdTopK:
+    case CompressorKind::kQsgdRandK: {
+      const std::uint64_t k = sparsifier_k(desc, n);
+      if (sparse_dense(desc, k)) {
+        GRADCOMP_TRY(put_header(desc, ctx, kFlagDense, n, 4 * n, payload, s));
+        GC_CU(detail::elem_encode(ElemFmt::kF32, in, n, body, check, slots.d(), s));
+        break;
+      }
+      GRADCOMP_TRY(put_header(desc, ctx, 0, k, composed_body(desc, k), payload, s));
+      if (check) GC_CU(detail::find_nonfinite(in, n, slots.d(), s));
+      if (k == 0) break;
+      const bool sends = composed_sends_indices(desc);
+      // The support: exact top-k (CUB) or random-k (Floyd), written where the wire wants it.
+      std::uint32_t* support = reinterpret_cast<std::uint32_t*>(body);
+      if (!sends) {
+        GRADCOMP_TRY(idx_buf.alloc(4 * k, s));
+        support = idx_buf.as<std::uint32_t>();
+      }
+      if (desc.kind == CompressorKind::kQsgdRandK) {
+        std::vector<std::uint32_t> host_idx;
+        GRADCOMP_TRY(randk_index_set(desc, ctx, k, s, host_idx));
+        GC_CU(cudaMemcpyAsync(support, host_idx.data(), 4 * k, cudaMemcpyHostToDevice, s));
+        GC_CU(cudaStreamSynchronize(s));  // host_idx dies at the end of this block
+      } else {
+        GC_CU(detail::topk_indices(in, n, k, support, s));
+      }
+      GRADCOMP_TRY(vals_buf.alloc(4 * k, s));
+      float* vals = vals_buf.as<float>();
+      GC_CU(detail::gather(in, support, k, 1.0, false, vals, slots.d(), s));
+      const Groups one = single_group(k);
+      GRADCOMP_TRY(tmp.alloc(8 * detail::reduce_tmp_doubles(one), s));
+      GRADCOMP_TRY(acc.alloc(8, s));
+      std::uint8_t* p = body + (sends ? 4 * k : 0);
+      if (desc.kind == CompressorKind::kSignTopK) {
+        // Sign bits of the k gathered values, then ||Top_k||_1 / k.
+        GC_CU(detail::sign_pack(vals, k, reinterpret_cast<std::uint32_t*>(p), false, slots.d(), s));
+        GC_CU(detail::group_reduce(detail::Reduce::kSumAbs, vals, one, tmp.as<double>(),
+                                   acc.as<double>(), s));
+        GC_CU(detail::group_finish(detail::Finish::kMeanL1, acc.as<double>(), one,
+                                   reinterpret_cast<float*>(p + packed_bytes(k, 1)), s));
+        break;
+      }
+      // QSGD over the k values as one bucket, rounding uniforms keyed by the global index.
+      const bool l2 = desc.norm == QsgdNorm::kL2;
+      auto* norm = reinterpret_cast<float*>(p + packed_bytes(k, qsgd_bits(desc)));
+      GC_CU(detail::group_reduce(l2 ? detail::Reduce::kSumSq : detail::Reduce::kMaxAbs, vals, one,
+                                 tmp.as<double>(), acc.as<double>(), s));
+      GC_CU(detail::group_finish(l2 ? detail::Finish::kSqrt : detail::Finish::kAsIs,
+                                 acc.as<double>(), one, norm, s));
+      detail::QsgdParams qp = composed_qsgd(desc, ctx, support);
+      GC_CU(detail::qsgd_encode(vals, one, norm, qp, reinterpret_cast<std::uint32_t*>(p), s));
+      break;
+    }
     default:
       return make_status(StatusCode::kUnimplemented, "cuda:native does not implement ",
                          compressor_name(desc.kind));
@@ -449,7 +563,7 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
   Slots slots;
   GRADCOMP_TRY(slots.init(s));
   DevGroups groups;
-  DevBuf idx_buf;
+  DevBuf idx_buf, vals_buf;
   switch (desc.kind) {
     case CompressorKind::kIdentity:
     case CompressorKind::kFp16:
@@ -593,6 +707,99 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
       if (randk || thresh) GC_CU(detail::check_values(vals, count, allow, thr, slots.d(), s));
       GRADCOMP_TRY(body_check(desc, slots, s, "index / value"));
       GC_CU(detail::sparse_decode(idx, vals, count, n, out, acc, alpha, s));
+      break;
+    }
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs: {
+      const bool dense = detail::block_always_dense(desc);
+      if (((h.flags & kFlagDense) != 0) != dense) {
+        return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
+                       " but the descriptor ",
+                       dense ? "always sends everything" : "selects blocks");
+      }
+      // The receiver regenerates the blocks from the shared stream; nothing else is trusted.
+      std::vector<std::uint32_t> host_idx;
+      detail::block_indices(desc, ctx, host_idx);
+      const std::uint64_t c = host_idx.size();
+      if (h.count != c) {
+        return corrupt(desc, "count ", h.count, " but the shared stream selects ", c,
+                       " values at step ", ctx.step);
+      }
+      if (body_bytes != 4 * c)
+        return corrupt(desc, "body is ", body_bytes, " bytes, expected ", 4 * c);
+      const auto* vals = reinterpret_cast<const float*>(body);
+      if (!allow) {
+        GC_CU(detail::check_values(vals, c, false, -1.0, slots.d(), s));
+        GRADCOMP_TRY(body_check(desc, slots, s, "value finiteness (nonfinite=error)"));
+      }
+      if (c > 0) GRADCOMP_TRY(upload_indices(host_idx, s, idx_buf));
+      GC_CU(detail::sparse_decode(idx_buf.as<std::uint32_t>(), vals, c, n, out, acc, alpha, s));
+      break;
+    }
+    case CompressorKind::kSignTopK:
+    case CompressorKind::kQsgdTopK:
+    case CompressorKind::kQsgdRandK: {
+      const std::uint64_t k = sparsifier_k(desc, n);
+      const bool dense = sparse_dense(desc, k);
+      if (((h.flags & kFlagDense) != 0) != dense) {
+        return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
+                       " but k = ", k, " and n = ", n, dense ? " require it" : " forbid it");
+      }
+      if (dense) {
+        if (h.count != n) return corrupt(desc, "dense payload count ", h.count, " != n ", n);
+        if (body_bytes != 4 * n) return corrupt(desc, "dense body is ", body_bytes, " bytes");
+        const auto* vals = reinterpret_cast<const float*>(body);
+        if (!allow) {
+          GC_CU(detail::check_values(vals, n, false, -1.0, slots.d(), s));
+          GRADCOMP_TRY(body_check(desc, slots, s, "dense value finiteness"));
+        }
+        GC_CU(detail::elem_decode(ElemFmt::kF32, vals, n, out, acc, alpha, s));
+        break;
+      }
+      if (h.count != k) return corrupt(desc, "count ", h.count, " != k ", k);
+      if (body_bytes != composed_body(desc, k)) {
+        return corrupt(desc, "body is ", body_bytes, " bytes, expected ", composed_body(desc, k),
+                       " for k = ", k);
+      }
+      if (k == 0) {
+        GC_CU(detail::sparse_decode(nullptr, nullptr, 0, n, out, acc, alpha, s));
+        break;
+      }
+      const bool sends = composed_sends_indices(desc);
+      const std::uint32_t* support = reinterpret_cast<const std::uint32_t*>(body);
+      if (sends) {
+        GC_CU(detail::check_indices(support, k, n, slots.d(), s));
+      } else {
+        std::vector<std::uint32_t> host_idx;
+        GRADCOMP_TRY(randk_index_set(desc, ctx, k, s, host_idx));
+        GRADCOMP_TRY(upload_indices(host_idx, s, idx_buf));
+        support = idx_buf.as<std::uint32_t>();
+      }
+      const std::uint8_t* p = body + (sends ? 4 * k : 0);
+      const auto* words = reinterpret_cast<const std::uint32_t*>(p);
+      const std::uint32_t bits = desc.kind == CompressorKind::kSignTopK ? 1 : qsgd_bits(desc);
+      const std::uint64_t code_bytes = packed_bytes(k, bits);
+      const auto* scale = reinterpret_cast<const float*>(p + code_bytes);
+      GC_CU(detail::check_padding(words, k * bits, code_bytes / 4, slots.d(), s));
+      GC_CU(detail::check_scales(scale, 1, allow, slots.d(), s));
+      GRADCOMP_TRY(body_check(desc, slots, s, "index / padding / scale"));
+      const Groups one = single_group(k);
+      if (desc.kind == CompressorKind::kSignTopK) {
+        GRADCOMP_TRY(vals_buf.alloc(4 * k, s));
+        GC_CU(detail::sign_decode(words, scale, one, vals_buf.as<float>(), false, 0.0f, s));
+        GC_CU(detail::sparse_decode(support, vals_buf.as<float>(), k, n, out, acc, alpha, s));
+        break;
+      }
+      detail::QsgdParams qp = composed_qsgd(desc, ctx, support);
+      GC_CU(detail::qsgd_check(words, one, scale, qp, slots.d(), s));
+      GRADCOMP_TRY(body_check(desc, slots, s, "level code"));
+      if (desc.scaled) {
+        // 1 / (1 + beta), beta = min(k / s^2, sqrt(k) / s), as the reference (double).
+        const double kd = static_cast<double>(k), sl = static_cast<double>(desc.levels);
+        qp.factor = 1.0 / (1.0 + std::min(kd / (sl * sl), std::sqrt(kd) / sl));
+      }
+      GC_CU(detail::sparse_decode(nullptr, nullptr, 0, n, out, acc, alpha, s));  // zero / keep
+      GC_CU(detail::qsgd_decode(words, one, scale, qp, out, acc, alpha, s));
       break;
     }
     default:
@@ -745,7 +952,12 @@ bool implements(const CompressorDesc& desc) {
     case CompressorKind::kTernGrad:
     case CompressorKind::kTopK:
     case CompressorKind::kRandK:
-    case CompressorKind::kThreshold: return true;
+    case CompressorKind::kThreshold:
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs:
+    case CompressorKind::kSignTopK:
+    case CompressorKind::kQsgdTopK:
+    case CompressorKind::kQsgdRandK: return true;
     default: return false;
   }
 }
@@ -768,6 +980,14 @@ std::uint64_t payload_bytes(const CompressorDesc& desc) {
       if (sparse_dense(desc, k)) return kHeaderBytes + 4 * n;
       const bool shared = desc.kind == CompressorKind::kRandK && desc.indices == IndexMode::kShared;
       return kHeaderBytes + (shared ? 4 : 8) * k;
+    }
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs: return kHeaderBytes + 4 * detail::block_max_values(desc);
+    case CompressorKind::kSignTopK:
+    case CompressorKind::kQsgdTopK:
+    case CompressorKind::kQsgdRandK: {
+      const std::uint64_t k = sparsifier_k(desc, n);
+      return kHeaderBytes + (sparse_dense(desc, k) ? 4 * n : composed_body(desc, k));
     }
     default: return 0;
   }
