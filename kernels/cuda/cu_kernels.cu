@@ -375,9 +375,8 @@ __global__ void qsgd_encode_k(const float* __restrict__ in, Groups g,
     if (last >= g.n) last = g.n - 1;
     std::uint32_t word = 0;
     for (std::uint64_t e = first; e <= last; ++e) {
-      const std::uint32_t code =
-          quantize(in[e], norms[group_of(g, e)], p.levels,
-                   rng.uniform_float(p.support ? p.support[e] : e));
+      const std::uint32_t code = quantize(in[e], norms[group_of(g, e)], p.levels,
+                                          rng.uniform_float(p.support ? p.support[e] : e));
       const std::int64_t shift =
           static_cast<std::int64_t>(e * p.bits) - static_cast<std::int64_t>(32 * w);
       word |= shift >= 0 ? code << shift : code >> (-shift);
@@ -525,6 +524,148 @@ __global__ void randk_draws_k(RngStream rng, std::uint64_t n, std::uint64_t k, s
   for (std::uint64_t i = tid(); i < k; i += nthreads()) {
     const std::uint64_t j = n - k + i;
     t[i] = rng.uniform_below(j + 1, j);
+  }
+}
+
+// ---- DGC: strided samples, ordered compaction (no CUB) -------------------------------------
+
+__global__ void strided_abs_k(const float* __restrict__ in, std::uint64_t off, std::uint64_t stride,
+                              std::uint64_t m, float* out) {
+  for (std::uint64_t i = tid(); i < m; i += nthreads()) out[i] = fabsf(in[off + i * stride]);
+}
+
+// The predicate of an ordered compaction over positions [0, m) and the value it emits.
+struct CompactPred {
+  Compact mode;
+  const float* in;
+  float thr;
+  const std::uint32_t* idx;
+  __device__ bool operator()(std::uint64_t e) const {
+    if (mode == Compact::kNonZero) return in[idx[e]] != 0.0f;  // -0 is zero too
+    // DGC's "importance >= threshold" with NaN above every number (reference at_least).
+    const float imp = fabsf(in[e]);
+    if (imp != imp) return true;
+    if (thr != thr) return false;
+    return imp >= thr;
+  }
+  __device__ std::uint32_t value(std::uint64_t e) const {
+    return mode == Compact::kNonZero ? idx[e] : static_cast<std::uint32_t>(e);
+  }
+};
+constexpr std::uint64_t kPerThread = kTile / kThreads;  // 16 consecutive positions per thread
+
+// One block per tile of 4096 positions: the number of matches (integer atomics: exact).
+__global__ void compact_count_k(CompactPred p, std::uint64_t m, std::uint32_t* counts) {
+  __shared__ unsigned int total;
+  const std::uint64_t ntiles = (m + kTile - 1) / kTile;
+  for (std::uint64_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    if (threadIdx.x == 0) total = 0;
+    __syncthreads();
+    unsigned int c = 0;
+    const std::uint64_t b = t * kTile + threadIdx.x * kPerThread;
+    for (std::uint64_t e = b; e < b + kPerThread && e < m; ++e) c += p(e) ? 1u : 0u;
+    if (c) atomicAdd(&total, c);
+    __syncthreads();
+    if (threadIdx.x == 0) counts[t] = total;
+    __syncthreads();
+  }
+}
+
+// Writes the matches of every tile in position order from offsets[tile]; positions >= limit
+// are dropped (DGC's truncation to the first k).
+__global__ void compact_write_k(CompactPred p, std::uint64_t m, const std::uint64_t* offsets,
+                                std::uint64_t limit, std::uint32_t* out) {
+  __shared__ unsigned int prefix[kThreads];
+  const std::uint64_t ntiles = (m + kTile - 1) / kTile;
+  for (std::uint64_t t = blockIdx.x; t < ntiles; t += gridDim.x) {
+    unsigned int c = 0;
+    const std::uint64_t b = t * kTile + threadIdx.x * kPerThread;
+    for (std::uint64_t e = b; e < b + kPerThread && e < m; ++e) c += p(e) ? 1u : 0u;
+    prefix[threadIdx.x] = c;
+    __syncthreads();
+    if (threadIdx.x == 0) {  // 256 adds: cheaper to write than a scan, and in order
+      unsigned int run = 0;
+      for (int i = 0; i < kThreads; ++i) {
+        const unsigned int v = prefix[i];
+        prefix[i] = run;
+        run += v;
+      }
+    }
+    __syncthreads();
+    std::uint64_t pos = offsets[t] + prefix[threadIdx.x];
+    for (std::uint64_t e = b; e < b + kPerThread && e < m && pos < limit; ++e) {
+      if (p(e)) out[pos++] = p.value(e);
+    }
+    __syncthreads();
+  }
+}
+
+__global__ void check_nonzero_k(const float* __restrict__ val, std::uint64_t count,
+                                unsigned long long* slots) {
+  for (std::uint64_t i = tid(); i < count; i += nthreads()) {
+    if (val[i] == 0.0f) note(slots, kSlotBody, i);
+  }
+}
+
+// ---- fused error feedback (fused_ef.hpp semantics) -------------------------------------------
+
+// S2-S4 for one element, the reference's expressions verbatim (no FMA: --fmad=false). Returns
+// p; *m_new gets m'. The form is uniform across the grid, so its branch does not diverge.
+__device__ __forceinline__ float worker_p(const FusedStep& st, float g, float m, float e,
+                                          float* m_new) {
+  float u = g;
+  float mn = m;
+  if (st.form == 1) {  // heavy ball
+    mn = static_cast<float>(st.mu * m + g);
+    u = mn;
+  } else if (st.form == 2) {  // Nesterov
+    mn = static_cast<float>(st.mu * m + g);
+    u = static_cast<float>(g + st.mu * mn);
+  } else if (st.form == 3) {  // EMA
+    mn = static_cast<float>(st.mu * m + (1.0 - st.mu) * g);
+    u = mn;
+  }
+  *m_new = mn;
+  if (st.inside) u = static_cast<float>(st.eta * u);
+  return st.ef ? static_cast<float>(u + st.rescale * e) : u;
+}
+
+__global__ void fused_p_k(FusedStep st, const float* __restrict__ g, const float* __restrict__ m,
+                          const float* __restrict__ e, std::uint64_t n, float* p,
+                          unsigned long long* slots) {
+  for (std::uint64_t j = tid(); j < n; j += nthreads()) {
+    float mn;
+    const float gj = g[j];
+    p[j] = worker_p(st, gj, st.form ? m[j] : 0.0f, st.ef ? e[j] : 0.0f, &mn);
+    if (nonfinite(gj)) note(slots, kSlotInput, j);
+  }
+}
+
+// m' (recomputed: cheaper than a store in the first sweep and a load here) and e' = f32(p - D_j)
+// with D_j decoded inline from the payload body.
+__global__ void fused_update_k(FusedStep st, const float* __restrict__ g, float* m, float* e,
+                               const float* __restrict__ p, const void* __restrict__ body,
+                               const float* __restrict__ scales, Groups groups) {
+  const std::uint64_t n = groups.n;
+  for (std::uint64_t j = tid(); j < n; j += nthreads()) {
+    if (st.form) {
+      float mn;
+      (void)worker_p(st, g[j], m[j], 0.0f, &mn);
+      m[j] = mn;
+    }
+    if (!st.ef) continue;
+    float q;
+    switch (st.decode) {
+      case 0: q = static_cast<const float*>(body)[j]; break;
+      case 1: q = f16_bits_to_float(static_cast<const std::uint16_t*>(body)[j]); break;
+      case 2: q = bf16_bits_to_float(static_cast<const std::uint16_t*>(body)[j]); break;
+      default: {  // sign bits times the block scale (bit set -> -s, also for 0 and NaN)
+        const float sc = scales ? scales[group_of(groups, j)] : 1.0f;
+        const std::uint32_t w = static_cast<const std::uint32_t*>(body)[j / 32];
+        q = bits_float(float_bits(sc) ^ (((w >> (j % 32)) & 1u) << 31));
+      }
+    }
+    e[j] = static_cast<float>(static_cast<double>(p[j]) - static_cast<double>(q));
   }
 }
 
@@ -766,6 +907,53 @@ cudaError_t randk_draws(std::uint64_t seed, std::uint32_t step, std::uint32_t te
   if (k == 0) return cudaSuccess;
   const RngStream rng(seed, RngPurpose::kRandKIndices, step, tensor_id, who);
   randk_draws_k<<<grid_for(k), kThreads, 0, s>>>(rng, n, k, t);
+  return cudaGetLastError();
+}
+
+cudaError_t strided_abs(const float* in, std::uint64_t off, std::uint64_t stride, std::uint64_t m,
+                        float* out, cudaStream_t s) {
+  if (m == 0) return cudaSuccess;
+  strided_abs_k<<<grid_for(m), kThreads, 0, s>>>(in, off, stride, m, out);
+  return cudaGetLastError();
+}
+
+std::uint64_t compact_tiles(std::uint64_t m) { return (m + kTile - 1) / kTile; }
+
+cudaError_t compact_count(const CompactArgs& a, std::uint32_t* tile_counts, cudaStream_t s) {
+  if (a.m == 0) return cudaSuccess;
+  const CompactPred p{a.mode, a.in, a.thr, a.idx};
+  compact_count_k<<<grid_for(compact_tiles(a.m), 1), kThreads, 0, s>>>(p, a.m, tile_counts);
+  return cudaGetLastError();
+}
+
+cudaError_t compact_write(const CompactArgs& a, const std::uint64_t* tile_offsets,
+                          std::uint64_t limit, std::uint32_t* out, cudaStream_t s) {
+  if (a.m == 0 || limit == 0) return cudaSuccess;
+  const CompactPred p{a.mode, a.in, a.thr, a.idx};
+  compact_write_k<<<grid_for(compact_tiles(a.m), 1), kThreads, 0, s>>>(p, a.m, tile_offsets, limit,
+                                                                       out);
+  return cudaGetLastError();
+}
+
+cudaError_t check_nonzero(const float* val, std::uint64_t count, unsigned long long* slots,
+                          cudaStream_t s) {
+  if (count == 0) return cudaSuccess;
+  check_nonzero_k<<<grid_for(count), kThreads, 0, s>>>(val, count, slots);
+  return cudaGetLastError();
+}
+
+cudaError_t fused_p(const FusedStep& st, const float* g, const float* m, const float* e,
+                    std::uint64_t n, float* p, unsigned long long* slots, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  fused_p_k<<<grid_for(n), kThreads, 0, s>>>(st, g, m, e, n, p, slots);
+  return cudaGetLastError();
+}
+
+cudaError_t fused_update(const FusedStep& st, const float* g, float* m, float* e, const float* p,
+                         const void* body, const float* scales, const Groups& groups,
+                         cudaStream_t s) {
+  if (groups.n == 0 || (!st.form && !st.ef)) return cudaSuccess;
+  fused_update_k<<<grid_for(groups.n), kThreads, 0, s>>>(st, g, m, e, p, body, scales, groups);
   return cudaGetLastError();
 }
 

@@ -134,4 +134,47 @@ cudaError_t randk_draws(std::uint64_t seed, std::uint32_t step, std::uint32_t te
                         std::uint32_t who, std::uint64_t n, std::uint64_t k, std::uint64_t* t,
                         cudaStream_t s);
 
+// DGC (dgc selection=code): samples out[i] = |in[off + i * stride]|, i < m.
+cudaError_t strided_abs(const float* in, std::uint64_t off, std::uint64_t stride, std::uint64_t m,
+                        float* out, cudaStream_t s);
+// Ordered compaction without CUB, in tiles of 4096 positions: compact_count writes each tile's
+// number of matches (compact_tiles(m) u32), the host scans them, compact_write emits the
+// matches in position order from tile_offsets[tile], keeping the first `limit`.
+//   kDgcCandidates: positions j < m with |in[j]| >= thr (NaN above every number), emits j.
+//   kNonZero: positions i < m with in[idx[i]] != 0, emits idx[i].
+enum class Compact : int { kDgcCandidates, kNonZero };
+struct CompactArgs {
+  Compact mode = Compact::kDgcCandidates;
+  const float* in = nullptr;
+  float thr = 0.0f;
+  const std::uint32_t* idx = nullptr;
+  std::uint64_t m = 0;
+};
+std::uint64_t compact_tiles(std::uint64_t m);
+cudaError_t compact_count(const CompactArgs& a, std::uint32_t* tile_counts, cudaStream_t s);
+cudaError_t compact_write(const CompactArgs& a, const std::uint64_t* tile_offsets,
+                          std::uint64_t limit, std::uint32_t* out, cudaStream_t s);
+// val[i] == 0 (either sign) -> kSlotBody = i (DGC never sends zeros).
+cudaError_t check_nonzero(const float* val, std::uint64_t count, unsigned long long* slots,
+                          cudaStream_t s);
+
+// Fused error feedback (cuda::fused_ef_compress): the step's scalars as the kernels see them.
+struct FusedStep {
+  int form = 0;  // MomentumForm: 0 none, 1 heavy ball, 2 Nesterov, 3 EMA
+  double mu = 0.0;
+  bool inside = false;  // lr inside
+  double eta = 1.0;
+  double rescale = 1.0;  // outside_rescale: eta_{t-1} / eta_t (1 on the first step)
+  bool ef = true;
+  int decode = 0;  // payload body: 0 f32, 1 f16, 2 bf16, 3 sign bits (x scales)
+};
+// Sweep A: p = S2-S4(g, m, e) into p; a non-finite g -> kSlotInput = first index.
+cudaError_t fused_p(const FusedStep& st, const float* g, const float* m, const float* e,
+                    std::uint64_t n, float* p, unsigned long long* slots, cudaStream_t s);
+// Sweep B: m' and e' = f32(p - D(C(p))), D decoded inline from `body` (groups: the sign blocks
+// of `scales`; scales == nullptr: +-1).
+cudaError_t fused_update(const FusedStep& st, const float* g, float* m, float* e, const float* p,
+                         const void* body, const float* scales, const Groups& groups,
+                         cudaStream_t s);
+
 }  // namespace gradcomp::cuda::detail

@@ -249,6 +249,147 @@ Status upload_indices(const std::vector<std::uint32_t>& idx, cudaStream_t s, Dev
   return Status::success();
 }
 
+// ---- dgc -------------------------------------------------------------------------------------
+
+// Per-tensor constants of the DGC code's `initialize`, as reference/ref_dgc.cpp's make_plan.
+struct DgcPlan {
+  std::uint64_t k = 0, stride = 1, n_samp = 0, k_samp = 0;
+};
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
+long double ceil_guarded(long double x) { return std::ceil(x - x * 1e-12L); }
+DgcPlan dgc_plan(const CompressorDesc& desc) {
+  DgcPlan p;
+  const std::uint64_t n = desc.n;
+  p.k = sparsifier_k(desc, n);
+  p.n_samp = n;
+  p.k_samp = p.k;
+  if (n == 0 || p.k == 0 || p.k >= n) return p;
+  const long double ratio = std::max(desc.sample_ratio, 0.01);
+  const std::uint64_t pct =
+      std::clamp<std::uint64_t>(static_cast<std::uint64_t>(ceil_guarded(ratio * n)), 1, n);
+  std::uint64_t cpr;
+  if (desc.k >= 0) {
+    cpr = ceil_div(2 * n, p.k);
+  } else {
+    const long double c = ceil_guarded(2.0L / static_cast<long double>(desc.density));
+    cpr = c >= static_cast<long double>(n) ? n : static_cast<std::uint64_t>(c);
+  }
+  if (n <= cpr) return p;
+  const std::uint64_t m = std::max(pct, cpr);
+  p.stride = ceil_div(n, 32 * m) * 32 + 1;
+  p.n_samp = n / p.stride;
+  while (p.n_samp < m) {
+    p.stride -= 8;
+    p.n_samp = n / p.stride;
+  }
+  if (desc.k >= 0) {
+    p.k_samp = ceil_div(p.n_samp * p.k, n);
+  } else {
+    p.k_samp = std::clamp<std::uint64_t>(
+        static_cast<std::uint64_t>(ceil_guarded(static_cast<long double>(desc.density) *
+                                                static_cast<long double>(p.n_samp))),
+        1, p.n_samp);
+  }
+  return p;
+}
+
+// Ordered compaction: tile counts on the device, their scan on the host (the total is needed
+// there anyway), then the matches written in position order, the first `limit` kept.
+struct Compaction {
+  std::vector<std::uint64_t> offsets;  // per tile, exclusive
+  std::uint64_t total = 0;
+};
+Status compact_count(const detail::CompactArgs& a, cudaStream_t s, Compaction& c) {
+  const std::uint64_t tiles = detail::compact_tiles(a.m);
+  std::vector<std::uint32_t> counts(tiles);
+  c.offsets.assign(tiles, 0);
+  c.total = 0;
+  if (tiles == 0) return Status::success();
+  DevBuf d_counts;
+  GRADCOMP_TRY(d_counts.alloc(4 * tiles, s));
+  GC_CU(detail::compact_count(a, d_counts.as<std::uint32_t>(), s));
+  GC_CU(cudaMemcpyAsync(counts.data(), d_counts.as<void>(), 4 * tiles, cudaMemcpyDeviceToHost, s));
+  GC_CU(cudaStreamSynchronize(s));
+  for (std::uint64_t t = 0; t < tiles; ++t) {
+    c.offsets[t] = c.total;
+    c.total += counts[t];
+  }
+  return Status::success();
+}
+Status compact_write(const detail::CompactArgs& a, const Compaction& c, std::uint64_t limit,
+                     std::uint32_t* out, cudaStream_t s) {
+  if (c.offsets.empty() || limit == 0) return Status::success();
+  DevBuf d_off;
+  GRADCOMP_TRY(d_off.alloc(8 * c.offsets.size(), s));
+  GC_CU(cudaMemcpyAsync(d_off.as<void>(), c.offsets.data(), 8 * c.offsets.size(),
+                        cudaMemcpyHostToDevice, s));
+  GC_CU(detail::compact_write(a, d_off.as<std::uint64_t>(), limit, out, s));
+  GC_CU(cudaStreamSynchronize(s));  // c.offsets is pageable host memory
+  return Status::success();
+}
+
+// The DGC code's sampled-threshold selection (selection=code) before zero dropping, as
+// ref_dgc.cpp's select_code: sorted indices into sel (capacity k), their number in *count.
+Status dgc_select_code(const CompressorDesc& desc, const CompressContext& ctx, const DgcPlan& plan,
+                       const float* in, std::uint32_t* sel, std::uint64_t* count, cudaStream_t s) {
+  const std::uint64_t n = desc.n;
+  std::uint64_t off = 0;
+  if (plan.stride > 1) {
+    const RngStream rng(desc.seed, RngPurpose::kDgcSampling, ctx.step, ctx.tensor_id, ctx.rank);
+    off = rng.uniform_below(plan.stride, 0);
+  }
+  const std::uint64_t m = (n - off + plan.stride - 1) / plan.stride;  // samples off, off+stride..
+  DevBuf samples, top, topv;
+  GRADCOMP_TRY(samples.alloc(4 * m, s));
+  GRADCOMP_TRY(top.alloc(4 * plan.k_samp, s));
+  GRADCOMP_TRY(topv.alloc(4 * plan.k_samp, s));
+  GC_CU(detail::strided_abs(in, off, plan.stride, m, samples.as<float>(), s));
+  GC_CU(detail::topk_indices(samples.as<float>(), m, plan.k_samp, top.as<std::uint32_t>(), s));
+  Slots unused;
+  GRADCOMP_TRY(unused.init(s));
+  GC_CU(detail::gather(samples.as<float>(), top.as<std::uint32_t>(), plan.k_samp, 1.0, false,
+                       topv.as<float>(), unused.d(), s));
+  std::vector<float> tv(plan.k_samp);
+  GC_CU(cudaMemcpyAsync(tv.data(), topv.as<void>(), 4 * plan.k_samp, cudaMemcpyDeviceToHost, s));
+  GC_CU(cudaStreamSynchronize(s));
+  // thr = the smallest of the k_samp largest samples (NaN only if all of them are NaN).
+  float thr = tv[0];
+  for (const float v : tv)
+    if (std::isnan(thr) || (!std::isnan(v) && v < thr)) thr = v;
+
+  detail::CompactArgs a;
+  a.mode = detail::Compact::kDgcCandidates;
+  a.in = in;
+  a.thr = thr;
+  a.m = n;
+  Compaction c;
+  GRADCOMP_TRY(compact_count(a, s, c));
+  if (n > plan.n_samp) {  // adaptation only when sampling happened: at most 10 rounds
+    const double k = static_cast<double>(plan.k);
+    for (int round = 0; round < 10; ++round) {
+      const double cnt = static_cast<double>(c.total);
+      if (cnt > k) {
+        if (cnt > 1.3 * k) {
+          // Exact top-k among the candidates. Every candidate ranks above every other element
+          // (|v| >= thr > |v'|, NaN first), so that is the global exact top-k (same ties).
+          GC_CU(detail::topk_indices(in, n, plan.k, sel, s));
+          *count = plan.k;
+          return Status::success();
+        }
+        break;
+      } else if (cnt < 0.8 * k) {
+        a.thr = a.thr * 0.8f;  // float arithmetic, like the code's float32 tensor
+        GRADCOMP_TRY(compact_count(a, s, c));
+      } else {
+        break;
+      }
+    }
+  }
+  // The first k candidates in index order.
+  *count = std::min(c.total, plan.k);
+  return compact_write(a, c, plan.k, sel, s);
+}
+
 // ---- compress ---------------------------------------------------------------------------------
 
 Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, const float* in,
@@ -453,6 +594,46 @@ Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, con
                              reinterpret_cast<float*>(body + 4 * c), slots.d(), s));
         total = kHeaderBytes + 8 * c;
       }
+      break;
+    }
+    case CompressorKind::kDgc: {
+      const DgcPlan plan = dgc_plan(desc);
+      const std::uint64_t k = plan.k;
+      if (sparse_dense(desc, k)) {
+        GRADCOMP_TRY(put_header(desc, ctx, kFlagDense, n, 4 * n, payload, s));
+        GC_CU(detail::elem_encode(ElemFmt::kF32, in, n, body, check, slots.d(), s));
+        break;
+      }
+      if (check) {
+        GC_CU(detail::find_nonfinite(in, n, slots.d(), s));
+        GRADCOMP_TRY(slots.read(s));
+        if (slots.bad(detail::kSlotInput)) return nonfinite_input(desc, in, slots.host[0], s);
+      }
+      std::uint64_t c = 0;
+      if (k > 0) {
+        GRADCOMP_TRY(idx_buf.alloc(4 * k, s));
+        if (desc.selection == DgcSelection::kExact) {
+          GC_CU(detail::topk_indices(in, n, k, idx_buf.as<std::uint32_t>(), s));
+          c = k;
+        } else {
+          GRADCOMP_TRY(dgc_select_code(desc, ctx, plan, in, idx_buf.as<std::uint32_t>(), &c, s));
+        }
+      }
+      // [P] zero values are dropped: the kept indices go straight into the body.
+      detail::CompactArgs a;
+      a.mode = detail::Compact::kNonZero;
+      a.in = in;
+      a.idx = idx_buf.as<std::uint32_t>();
+      a.m = c;
+      Compaction nz;
+      GRADCOMP_TRY(compact_count(a, s, nz));
+      const std::uint64_t sent = nz.total;
+      auto* idx = reinterpret_cast<std::uint32_t*>(body);
+      GRADCOMP_TRY(compact_write(a, nz, sent, idx, s));
+      GRADCOMP_TRY(put_header(desc, ctx, 0, sent, 8 * sent, payload, s));
+      GC_CU(detail::gather(in, idx, sent, 1.0, false, reinterpret_cast<float*>(body + 4 * sent),
+                           slots.d(), s));
+      total = kHeaderBytes + 8 * sent;
       break;
     }
     case CompressorKind::kGrbs:
@@ -709,6 +890,42 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
       GC_CU(detail::sparse_decode(idx, vals, count, n, out, acc, alpha, s));
       break;
     }
+    case CompressorKind::kDgc: {
+      const std::uint64_t k = sparsifier_k(desc, n);
+      const bool dense = sparse_dense(desc, k);
+      if (((h.flags & kFlagDense) != 0) != dense) {
+        return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
+                       " but k = ", k, " and n = ", n, dense ? " require it" : " forbid it");
+      }
+      if (dense) {
+        if (h.count != n) return corrupt(desc, "dense payload count ", h.count, " != n ", n);
+        if (body_bytes != 4 * n) return corrupt(desc, "dense body is ", body_bytes, " bytes");
+        const auto* vals = reinterpret_cast<const float*>(body);
+        if (!allow) {
+          GC_CU(detail::check_values(vals, n, false, -1.0, slots.d(), s));
+          GRADCOMP_TRY(body_check(desc, slots, s, "dense value finiteness"));
+        }
+        GC_CU(detail::elem_decode(ElemFmt::kF32, vals, n, out, acc, alpha, s));
+        break;
+      }
+      const std::uint64_t count = h.count;
+      if (count > k) return corrupt(desc, "header count ", count, " exceeds k = ", k);
+      if (body_bytes != 8 * count) {
+        return corrupt(desc, "sparse body is ", body_bytes, " bytes, expected ", 8 * count);
+      }
+      const auto* idx = reinterpret_cast<const std::uint32_t*>(body);
+      const auto* vals = reinterpret_cast<const float*>(body + 4 * count);
+      GC_CU(detail::check_indices(idx, count, n, slots.d(), s));
+      GRADCOMP_TRY(body_check(desc, slots, s, "index"));
+      GC_CU(detail::check_nonzero(vals, count, slots.d(), s));
+      GRADCOMP_TRY(body_check(desc, slots, s, "value (zero values are never sent)"));
+      if (!allow) {
+        GC_CU(detail::check_values(vals, count, false, -1.0, slots.d(), s));
+        GRADCOMP_TRY(body_check(desc, slots, s, "value finiteness (nonfinite=error)"));
+      }
+      GC_CU(detail::sparse_decode(idx, vals, count, n, out, acc, alpha, s));
+      break;
+    }
     case CompressorKind::kGrbs:
     case CompressorKind::kRbgs: {
       const bool dense = detail::block_always_dense(desc);
@@ -957,7 +1174,8 @@ bool implements(const CompressorDesc& desc) {
     case CompressorKind::kRbgs:
     case CompressorKind::kSignTopK:
     case CompressorKind::kQsgdTopK:
-    case CompressorKind::kQsgdRandK: return true;
+    case CompressorKind::kQsgdRandK:
+    case CompressorKind::kDgc: return true;
     default: return false;
   }
 }
@@ -974,6 +1192,10 @@ std::uint64_t payload_bytes(const CompressorDesc& desc) {
     case CompressorKind::kThreshold: return kHeaderBytes + 4 * n;
     case CompressorKind::kTernGrad:
       return kHeaderBytes + packed_bytes(n, 2) + 4 * (n == 0 ? 0 : tensor_segments(desc).size());
+    case CompressorKind::kDgc: {
+      const std::uint64_t k = sparsifier_k(desc, n);
+      return kHeaderBytes + (sparse_dense(desc, k) ? 4 * n : 8 * k);  // the maximum
+    }
     case CompressorKind::kTopK:
     case CompressorKind::kRandK: {
       const std::uint64_t k = sparsifier_k(desc, n);
@@ -1016,6 +1238,82 @@ Status decompress_accumulate(const CompressorDesc& desc, const CompressContext& 
                              const std::uint8_t* d_payload, std::uint64_t payload_size, float alpha,
                              float* d_out, cudaStream_t stream) {
   return decode_device(desc, ctx, d_payload, payload_size, d_out, true, alpha, stream);
+}
+
+bool fused_ef_supports(const CompressorDesc& desc) {
+  switch (desc.kind) {
+    case CompressorKind::kIdentity:
+    case CompressorKind::kFp16:
+    case CompressorKind::kBf16:
+    case CompressorKind::kSign:
+    case CompressorKind::kBlockSign: return true;
+    default: return false;
+  }
+}
+
+Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
+                         const kk::FusedEfParams& params, const float* d_grad, float* d_momentum,
+                         float* d_error, std::uint8_t* d_payload, std::uint64_t capacity,
+                         std::uint64_t* payload_size, cudaStream_t stream) {
+  GRADCOMP_TRY(validate(desc));
+  GRADCOMP_CHECK_ARG(fused_ef_supports(desc), "fused_ef: compressor ", compressor_name(desc.kind),
+                     " has no fused CUDA kernel");
+  GRADCOMP_TRY(check_desc(desc));
+  const std::uint64_t n = desc.n;
+  const bool has_m = params.momentum_form != MomentumForm::kNone;
+  GRADCOMP_CHECK_ARG(d_grad != nullptr || n == 0, "fused_ef: null gradient pointer");
+  GRADCOMP_CHECK_ARG(!has_m || d_momentum != nullptr || n == 0, "fused_ef: null momentum pointer");
+  GRADCOMP_CHECK_ARG(!params.error_feedback || d_error != nullptr || n == 0,
+                     "fused_ef: null error pointer");
+  GRADCOMP_CHECK_ARG(d_payload != nullptr && payload_size != nullptr, "fused_ef: null payload");
+  GRADCOMP_CHECK_ARG(capacity >= payload_bytes(desc), "fused_ef: payload capacity ", capacity,
+                     " < payload_bytes ", payload_bytes(desc));
+  GRADCOMP_CHECK_ARG(params.lr > 0.0, "fused_ef: lr must be > 0");
+  const cudaStream_t s = stream;
+  detail::FusedStep st;
+  st.form = static_cast<int>(params.momentum_form);
+  st.mu = params.momentum;
+  st.inside = params.lr_placement == LrPlacement::kInside;
+  st.eta = params.lr;
+  st.rescale = params.lr_placement == LrPlacement::kOutsideRescale && params.has_lr_prev
+                   ? params.lr_prev / params.lr
+                   : 1.0;
+  st.ef = params.error_feedback;
+  st.decode = desc.kind == CompressorKind::kIdentity ? 0
+              : desc.kind == CompressorKind::kFp16   ? 1
+              : desc.kind == CompressorKind::kBf16   ? 2
+                                                     : 3;
+  // A: p (scratch) and the gradient check; nothing of the caller's is written yet.
+  DevBuf p;
+  GRADCOMP_TRY(p.alloc(4 * n, s));
+  Slots slots;
+  GRADCOMP_TRY(slots.init(s));
+  GC_CU(detail::fused_p(st, d_grad, has_m ? d_momentum : nullptr, st.ef ? d_error : nullptr, n,
+                        p.as<float>(), slots.d(), s));
+  GRADCOMP_TRY(slots.read(s));
+  if (slots.bad(detail::kSlotInput)) {
+    float v = 0.0f;
+    GRADCOMP_TRY(read_input(d_grad, slots.host[detail::kSlotInput], s, &v));
+    return make_status(StatusCode::kNonFinite, "fused_ef: grad[", slots.host[detail::kSlotInput],
+                       "] = ", v, " is not finite");
+  }
+  // C: the compressor on p (its own checks; memories still untouched on error).
+  std::uint64_t size = 0;
+  GRADCOMP_TRY(compress_impl(desc, ctx, p.as<float>(), d_payload, &size, s));
+  // B: m' and e' = p - D(C(p)).
+  const std::uint8_t* body = d_payload + kHeaderBytes;
+  DevGroups groups;
+  groups.g.n = n;
+  const float* scales = nullptr;
+  if (desc.kind == CompressorKind::kBlockSign && desc.scale != SignScale::kNone && n > 0) {
+    GRADCOMP_TRY(make_groups(desc, desc.block, segs_if(desc, desc.block), s, groups));
+    scales = reinterpret_cast<const float*>(body + packed_bytes(n, 1));
+  }
+  GC_CU(detail::fused_update(st, d_grad, has_m ? d_momentum : nullptr, st.ef ? d_error : nullptr,
+                             p.as<float>(), body, scales, groups.g, s));
+  GC_CU(cudaStreamSynchronize(s));
+  *payload_size = size;
+  return Status::success();
 }
 
 CompressorImpl registry_entry() {

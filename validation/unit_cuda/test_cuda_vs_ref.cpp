@@ -39,6 +39,20 @@ const char* const kCases[] = {
     "threshold:tau=0",
     "randk:density=0.05",
     "randk:density=0.05,indices=private,rescale=unbiased",
+    "dgc:density=0.01",
+    "dgc:density=0.01,selection=exact",
+    "dgc:k=3",
+    "grbs:rho0=0.25",
+    "grbs:rho0=0.25,rho_layer=0.5",
+    "rbgs:density=0.1",
+    "rbgs:density=0.2,align=partition",
+    "rbgs:density=1",
+    "signtopk:density=0.01",
+    "signtopk:k=3",
+    "qsgd_topk:density=0.01",
+    "qsgd_topk:density=0.01,levels=7,norm=max,scaled=1",
+    "qsgd_randk:density=0.05",
+    "qsgd_randk:density=0.05,indices=private,scaled=1",
 };
 const std::uint64_t kSizes[] = {0, 1, 33, 4097, (1u << 20) + 3};
 
@@ -62,7 +76,8 @@ std::vector<float> fill(std::uint64_t n, bool exact, std::uint32_t salt) {
 
 bool has_reduction(CompressorKind k) {
   return k == CompressorKind::kBlockSign || k == CompressorKind::kQsgd ||
-         k == CompressorKind::kTernGrad;
+         k == CompressorKind::kTernGrad || k == CompressorKind::kSignTopK ||
+         k == CompressorKind::kQsgdTopK || k == CompressorKind::kQsgdRandK;
 }
 
 CompressorDesc desc_for(const std::string& c, std::uint64_t n) {
@@ -256,17 +271,22 @@ TEST(CudaNoDevice, DeclinesWithReason) {
   std::uint64_t size = 0;
   const Status s = cuda::compress(d, CompressContext{}, nullptr, nullptr, 0, &size, nullptr);
   EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
+  const Status f = cuda::fused_ef_compress(d, CompressContext{}, kk::FusedEfParams{}, nullptr,
+                                           nullptr, nullptr, nullptr, 0, &size, nullptr);
+  EXPECT_EQ(f.code(), StatusCode::kUnimplemented) << f.to_string();
 }
 
 // Which kinds have kernels does not depend on the device.
 TEST(CudaNoDevice, ImplementsTable) {
   for (const char* c : kCases) EXPECT_TRUE(cuda::implements(desc_for(c, 10))) << c;
-  for (CompressorKind k : {CompressorKind::kDgc, CompressorKind::kGrbs, CompressorKind::kRbgs,
-                           CompressorKind::kPowerSgd, CompressorKind::kQsgdTopK,
-                           CompressorKind::kQsgdRandK, CompressorKind::kSignTopK}) {
-    CompressorDesc d;
-    d.kind = k;
-    EXPECT_FALSE(cuda::implements(d)) << compressor_name(k);
+  CompressorDesc d;
+  d.kind = CompressorKind::kPowerSgd;
+  EXPECT_FALSE(cuda::implements(d)) << "powersgd has no CUDA kernel";
+  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign"}) {
+    EXPECT_TRUE(cuda::fused_ef_supports(desc_for(c, 10))) << c;
+  }
+  for (const char* c : {"qsgd", "terngrad", "topk:k=3", "grbs"}) {
+    EXPECT_FALSE(cuda::fused_ef_supports(desc_for(c, 10))) << c;
   }
 }
 

@@ -1,4 +1,4 @@
-// Helpers of the kk-vs-reference unit tests (terngrad, grbs, rbgs, powersgd): byte-identical
+// Helpers of the kk-vs-reference unit tests (all test_kk_*.cpp kernel groups): byte-identical
 // payloads, bit-identical decodes and accumulations, identical Status codes for bad input and
 // corrupt payloads, outputs untouched on error.
 #pragma once
@@ -32,8 +32,10 @@ inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) 
 }
 
 // Compress, decompress and accumulate on both implementations; everything must be identical.
+// exact_size: payload_bytes(d) must be the payload's size, not only a bound (fixed-size formats).
 inline void check_matches(const CompressorDesc& d, const CompressContext& ctx_kk,
-                          const CompressContext& ctx_ref, const std::vector<float>& in) {
+                          const CompressContext& ctx_ref, const std::vector<float>& in,
+                          bool exact_size = false) {
   SCOPED_TRACE(d.to_string());
   const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
   ASSERT_NE(kk.compress, nullptr);
@@ -47,6 +49,9 @@ inline void check_matches(const CompressorDesc& d, const CompressContext& ctx_kk
   ASSERT_TRUE(pk == pr) << "payload bytes differ";
   EXPECT_EQ(kk.payload_bytes(d), ref.payload_bytes(d));
   EXPECT_LE(pk.size(), kk.payload_bytes(d));
+  if (exact_size) {
+    EXPECT_EQ(pk.size(), kk.payload_bytes(d));
+  }
   std::vector<float> ok(n, 7.0f), orf(n, 7.0f);
   ASSERT_TRUE(kk.decompress(d, ctx_kk, pr, Span<float>(ok)).ok());
   ASSERT_TRUE(ref.decompress(d, ctx_ref, pk, Span<float>(orf)).ok());
@@ -69,13 +74,36 @@ inline void check_matches(const std::string& text, std::uint64_t n, const Compre
   check_matches(d, ctx, ctx, test::normal_data(n, 5 + n));
 }
 
+// nonfinite=propagate on input v: both sides accept or reject alike with the same bytes, decode
+// it alike, and under nonfinite=error (d) both reject it alike with the output untouched.
+inline void check_propagate(const CompressorDesc& d, const CompressContext& ctx,
+                            const std::vector<float>& v) {
+  const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+  const std::uint64_t n = d.n;
+  CompressorDesc dp = d;
+  dp.nonfinite = NonfinitePolicy::kPropagate;
+  std::vector<std::uint8_t> qk, qr;
+  ASSERT_EQ(kk.compress(dp, ctx, v, qk).code(), ref.compress(dp, ctx, v, qr).code());
+  EXPECT_TRUE(qk == qr) << "propagate payloads differ";
+  std::vector<float> ok(n), orf(n);
+  EXPECT_EQ(kk.decompress(dp, ctx, qr, Span<float>(ok)).code(),
+            ref.decompress(dp, ctx, qr, Span<float>(orf)).code());
+  EXPECT_TRUE(same_bits(ok, orf));
+  std::vector<float> ek(n, 5.0f), er(n, 5.0f);
+  EXPECT_EQ(kk.decompress(d, ctx, qr, Span<float>(ek)).code(),
+            ref.decompress(d, ctx, qr, Span<float>(er)).code());
+  EXPECT_TRUE(same_bits(ek, er));
+}
+
 // Wrong sizes and NaN/Inf inputs: the reference's codes, the index named, payload untouched.
-inline void check_bad_inputs(const CompressorDesc& d, const CompressContext& ctx) {
+// in: a valid input; propagate: also run check_propagate on each bad input.
+inline void check_bad_inputs(const CompressorDesc& d, const CompressContext& ctx,
+                             const std::vector<float>& in, bool propagate) {
   SCOPED_TRACE(d.to_string());
   const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
   const std::uint64_t n = d.n;
   ASSERT_GT(n, 0u);
-  const std::vector<float> in = test::normal_data(n, 3);
+  ASSERT_EQ(in.size(), n);
   const std::vector<std::uint8_t> sentinel = {1, 2, 3};
   std::vector<std::uint8_t> pk = sentinel, pr;
   std::vector<float> longer(n + 1, 0.0f);
@@ -92,10 +120,17 @@ inline void check_bad_inputs(const CompressorDesc& d, const CompressContext& ctx
     EXPECT_NE(sk.message().find("input[" + std::to_string(n / 2) + "]"), std::string::npos)
         << sk.message();
     EXPECT_EQ(pk, sentinel);
+    if (propagate) check_propagate(d, ctx, v);
   }
   std::vector<float> out(n + 1);
   ASSERT_TRUE(ref.compress(d, ctx, in, pr).ok());
   EXPECT_EQ(kk.decompress(d, ctx, pr, Span<float>(out)).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(kk.decompress_accumulate(d, ctx, pr, 1.0f, Span<float>(out)).code(),
+            StatusCode::kInvalidArgument);
+}
+
+inline void check_bad_inputs(const CompressorDesc& d, const CompressContext& ctx) {
+  check_bad_inputs(d, ctx, test::normal_data(d.n, 3), false);
 }
 
 // Every truncation and many single-byte corruptions of a valid payload: same code as the

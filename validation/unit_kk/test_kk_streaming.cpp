@@ -4,36 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
-#include "gradcomp/kernels/registry.hpp"
-#include "test_util.hpp"
+#include "kk_compare.hpp"
 
-namespace gradcomp {
+namespace gradcomp::kktest {
 namespace {
 
 using test::desc_or_die;
 using test::normal_data;
-
-CompressorOps kk_ops(const CompressorDesc& d) {
-  auto r = select_impl(d, "kk");
-  EXPECT_TRUE(r.ok()) << d.to_string() << ": " << r.status().to_string();
-  return r.ok() ? r.value()->ops(d.kind) : CompressorOps{};
-}
-CompressorOps ref_ops(const CompressorDesc& d) {
-  return select_impl(d, "ref").value()->ops(d.kind);
-}
-
-// "name" or "name:opts" plus n.
-std::string with_n(const std::string& text, std::uint64_t n) {
-  return text + (text.find(':') == std::string::npos ? ":n=" : ",n=") + std::to_string(n);
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
-}
 
 const std::vector<std::uint64_t> kSizes = {0, 1, 31, 32, 33, 1023, 4097, (1u << 20) + 3};
 
@@ -49,28 +29,8 @@ std::vector<float> data(std::uint64_t n, int variant) {
 }
 
 void check_case(const std::string& text, std::uint64_t n, int variant, const CompressContext& ctx) {
-  const CompressorDesc d = desc_or_die(with_n(text, n));
-  SCOPED_TRACE(d.to_string() + " variant " + std::to_string(variant));
-  const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
-  ASSERT_NE(kk.compress, nullptr);
-  const std::vector<float> in = data(n, variant);
-  std::vector<std::uint8_t> pk, pr;
-  const Status sk = kk.compress(d, ctx, in, pk);
-  const Status sr = ref.compress(d, ctx, in, pr);
-  ASSERT_EQ(sk.code(), sr.code()) << sk.to_string() << " vs " << sr.to_string();
-  if (!sr.ok()) return;
-  ASSERT_EQ(pk.size(), pr.size());
-  ASSERT_TRUE(pk == pr) << "payload bytes differ";
-  EXPECT_EQ(kk.payload_bytes(d), ref.payload_bytes(d));
-  std::vector<float> ok(n, 7.0f), orf(n, 7.0f);
-  ASSERT_TRUE(kk.decompress(d, ctx, pr, Span<float>(ok)).ok());
-  ASSERT_TRUE(ref.decompress(d, ctx, pk, Span<float>(orf)).ok());
-  EXPECT_TRUE(same_bits(ok, orf)) << "decoded values differ";
-  std::vector<float> ak(n), ar(n);
-  for (std::uint64_t i = 0; i < n; ++i) ak[i] = ar[i] = (i % 5 == 0) ? -0.0f : in[i] * 0.25f;
-  ASSERT_TRUE(kk.decompress_accumulate(d, ctx, pr, 0.375f, Span<float>(ak)).ok());
-  ASSERT_TRUE(ref.decompress_accumulate(d, ctx, pr, 0.375f, Span<float>(ar)).ok());
-  EXPECT_TRUE(same_bits(ak, ar)) << "accumulated values differ";
+  SCOPED_TRACE("variant " + std::to_string(variant));
+  check_matches(with_n(text, n), ctx, ctx, data(n, variant));
 }
 
 void check_all(const std::vector<std::string>& cases) {
@@ -132,45 +92,7 @@ TEST(KkStreaming, BadInputStatusesMatchReference) {
                                           "blocksign:scale=none,block=5"};
   for (const std::string& text : kinds) {
     for (std::uint64_t n : {1ull, 100ull, 4097ull, 9000ull}) {
-      const CompressorDesc d = desc_or_die(with_n(text, n));
-      SCOPED_TRACE(d.to_string());
-      const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
-      const std::vector<float> in = data(n, 0);
-      std::vector<std::uint8_t> pk = {1, 2, 3}, pr;
-      std::vector<float> longer(n + 1, 0.0f);
-      EXPECT_EQ(kk.compress(d, {}, longer, pk).code(), StatusCode::kInvalidArgument);
-      EXPECT_EQ(pk, (std::vector<std::uint8_t>{1, 2, 3})) << "payload touched on error";
-      for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
-        std::vector<float> v = in;
-        v[n / 2] = bad;
-        if (n > 2) v[n - 1] = bad;
-        const Status sk = kk.compress(d, {}, v, pk);
-        const Status sr = ref.compress(d, {}, v, pr);
-        EXPECT_EQ(sk.code(), StatusCode::kNonFinite);
-        EXPECT_EQ(sk.code(), sr.code());
-        EXPECT_NE(sk.message().find("input[" + std::to_string(n / 2) + "]"), std::string::npos)
-            << sk.message();
-        EXPECT_EQ(pk, (std::vector<std::uint8_t>{1, 2, 3}));
-        CompressorDesc dp = d;
-        dp.nonfinite = NonfinitePolicy::kPropagate;
-        std::vector<std::uint8_t> qk, qr;
-        ASSERT_EQ(kk.compress(dp, {}, v, qk).code(), ref.compress(dp, {}, v, qr).code());
-        EXPECT_TRUE(qk == qr) << "propagate payloads differ";
-        std::vector<float> ok(n), orf(n);
-        EXPECT_EQ(kk.decompress(dp, {}, qr, Span<float>(ok)).code(),
-                  ref.decompress(dp, {}, qr, Span<float>(orf)).code());
-        EXPECT_TRUE(same_bits(ok, orf));
-        // The same payload under nonfinite=error: both reject (or both accept), out untouched.
-        std::vector<float> ek(n, 5.0f), er(n, 5.0f);
-        EXPECT_EQ(kk.decompress(d, {}, qr, Span<float>(ek)).code(),
-                  ref.decompress(d, {}, qr, Span<float>(er)).code());
-        EXPECT_TRUE(same_bits(ek, er));
-      }
-      std::vector<float> out(n + 1);
-      ASSERT_TRUE(ref.compress(d, {}, in, pr).ok());
-      EXPECT_EQ(kk.decompress(d, {}, pr, Span<float>(out)).code(), StatusCode::kInvalidArgument);
-      EXPECT_EQ(kk.decompress_accumulate(d, {}, pr, 1.0f, Span<float>(out)).code(),
-                StatusCode::kInvalidArgument);
+      check_bad_inputs(with_n(text, n), {}, data(n, 0), true);
     }
   }
 }
@@ -188,7 +110,7 @@ TEST(KkStreaming, CorruptPayloadsMatchReference) {
                                           "blocksign:scale=none,block=8"};
   for (const std::string& text : kinds) {
     for (std::uint64_t n : {1ull, 33ull, 70ull}) {
-      const CompressorDesc d = desc_or_die(with_n(text, n));
+      const CompressorDesc d = with_n(text, n);
       SCOPED_TRACE(d.to_string());
       const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
       const CompressContext ctx{2, 1, 0, {}, nullptr};
@@ -224,4 +146,4 @@ TEST(KkStreaming, CorruptPayloadsMatchReference) {
 }
 
 }  // namespace
-}  // namespace gradcomp
+}  // namespace gradcomp::kktest

@@ -41,4 +41,17 @@ std::vector<Run> rbgs_runs(const CompressorDesc& desc, const CompressContext& ct
 // First body value that is NaN/Inf (nonfinite=error check of a payload), or kNone.
 std::uint64_t first_nonfinite_value(const float* body, std::uint64_t count);
 
+// Compress tail of grbs/rbgs after the argument check: nonfinite=error covers the whole input
+// (as the reference), though the gather reads only the runs; then the header (count, flags) and
+// the gathered values. `payload` is replaced only on success.
+Status write_runs_payload(const CompressorDesc& desc, const CompressContext& ctx,
+                          Span<const float> in, const std::vector<Run>& runs, std::uint64_t count,
+                          std::uint8_t flags, std::vector<std::uint8_t>& payload);
+
+// Decode tail of grbs/rbgs after the header's count check: body size, nonfinite=error body
+// values, then apply_runs. Errors are prefixed "<name>: " like the kernel's other messages.
+Status read_runs_payload(const char* name, const CompressorDesc& desc, const WireHeader& h,
+                         Span<const std::uint8_t> payload, const std::vector<Run>& runs,
+                         std::uint64_t count, bool accumulate, float alpha, Span<float> out);
+
 }  // namespace gradcomp::kk::blocks

@@ -104,19 +104,10 @@ Status grbs_compress(const CompressorDesc& desc, const CompressContext& ctx, Spa
                      std::vector<std::uint8_t>& payload) {
   ensure_initialized();
   GRADCOMP_TRY(check_compress_args(desc, in));
-  const UView<const float> x = view_of(in);
-  // The gather reads only the block, but the policy covers the whole input (as the reference).
-  if (desc.nonfinite == NonfinitePolicy::kError) {
-    const std::uint64_t bad = first_nonfinite(x);
-    if (bad != kNone) return nonfinite_status(desc, in, bad);
-  }
   std::uint64_t count = 0;
   const std::vector<Run> runs = runs_of(draw(desc, ctx), count);
-  std::vector<std::uint8_t> p;
-  GRADCOMP_TRY(new_payload(desc, ctx, count, always_dense(desc) ? kFlagDense : 0, 4 * count, p));
-  gather_runs(runs, x, reinterpret_cast<float*>(p.data() + kHeaderBytes));
-  payload.swap(p);
-  return Status::success();
+  return write_runs_payload(desc, ctx, in, runs, count, always_dense(desc) ? kFlagDense : 0,
+                            payload);
 }
 
 template <bool kAccumulate>
@@ -137,18 +128,7 @@ Status grbs_decode(const CompressorDesc& desc, const CompressContext& ctx,
     return fail(make_status(StatusCode::kCorruptPayload, "count ", h.count,
                             " but the shared stream selects ", count, " values at step ",
                             ctx.step));
-  if (h.body_bytes != 4 * count)
-    return fail(make_status(StatusCode::kCorruptPayload, "body is ", h.body_bytes,
-                            " bytes, expected ", 4 * count, " (", count, " values)"));
-  const float* body = reinterpret_cast<const float*>(payload.data() + kHeaderBytes);
-  if (desc.nonfinite == NonfinitePolicy::kError) {
-    const std::uint64_t bad = first_nonfinite_value(body, count);
-    if (bad != kNone)
-      return fail(make_status(StatusCode::kCorruptPayload, "value[", bad, "] = ", body[bad],
-                              " is not finite (nonfinite=error)"));
-  }
-  apply_runs(runs, body, kAccumulate, alpha, view_of(out));
-  return Status::success();
+  return read_runs_payload("grbs", desc, h, payload, runs, count, kAccumulate, alpha, out);
 }
 
 Status grbs_decompress(const CompressorDesc& desc, const CompressContext& ctx,

@@ -136,16 +136,10 @@ Status randk_decode(const CompressorDesc& desc, const CompressContext& ctx,
   const Span<const std::uint8_t> body(payload.data() + kHeaderBytes, h.body_bytes);
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = is_dense(desc, k);
-  if (((h.flags & kFlagDense) != 0) != dense)
-    return fail(make_status(StatusCode::kCorruptPayload, "dense flag is ",
-                            (h.flags & kFlagDense) ? "set" : "clear", " but k = ", k,
-                            " and n = ", desc.n, dense ? " require it" : " forbid it"));
-  if (dense) {
-    const Status s = check_dense(desc, h, body);
-    if (!s.ok()) return fail(s);
-    apply_dense(f32_view(body.data(), desc.n), kAccumulate, alpha, view_of(out));
-    return Status::success();
-  }
+  bool done = false;
+  const Status s = decode_if_dense(desc, h, body, k, dense, kAccumulate, alpha, out, done);
+  if (!s.ok()) return fail(s);
+  if (done) return Status::success();
   if (h.count != k)
     return fail(make_status(StatusCode::kCorruptPayload, "count ", h.count, " != k ", k));
   if (body.size() != body_bytes(desc, k))
@@ -175,23 +169,11 @@ Status randk_decode(const CompressorDesc& desc, const CompressContext& ctx,
   return Status::success();
 }
 
-Status randk_decompress(const CompressorDesc& desc, const CompressContext& ctx,
-                        Span<const std::uint8_t> payload, Span<float> out) {
-  return randk_decode<false>(desc, ctx, payload, 1.0f, out);
-}
-
-bool small_enough(const CompressorDesc& desc) { return desc.n < (std::uint64_t{1} << 32); }
-
 }  // namespace
 
 void register_randk(KkTable& table) {
-  KkOps o;
-  o.can_implement = small_enough;
-  o.ops.payload_bytes = randk_payload_bytes;
-  o.ops.compress = randk_compress;
-  o.ops.decompress = randk_decompress;
-  o.ops.decompress_accumulate = randk_decode<true>;
-  table[CompressorKind::kRandK] = o;
+  table[CompressorKind::kRandK] =
+      small_ops<randk_decode<false>, randk_decode<true>>(randk_payload_bytes, randk_compress);
 }
 
 }  // namespace gradcomp::kk::blocks

@@ -100,18 +100,9 @@ Status rbgs_compress(const CompressorDesc& desc, const CompressContext& ctx, Spa
   GRADCOMP_TRY(check_compress_args(desc, in));
   const bool dense = always_dense(desc);
   if (dense) return write_dense(desc, ctx, in, payload);  // copy with the check fused
-  const UView<const float> x = view_of(in);
-  if (desc.nonfinite == NonfinitePolicy::kError) {
-    const std::uint64_t bad = first_nonfinite(x);
-    if (bad != kNone) return nonfinite_status(desc, in, bad);
-  }
   std::uint64_t count = 0;
   const std::vector<Run> runs = runs_of(desc, ctx, false, count);
-  std::vector<std::uint8_t> p;
-  GRADCOMP_TRY(new_payload(desc, ctx, count, 0, 4 * count, p));
-  gather_runs(runs, x, reinterpret_cast<float*>(p.data() + kHeaderBytes));
-  payload.swap(p);
-  return Status::success();
+  return write_runs_payload(desc, ctx, in, runs, count, 0, payload);
 }
 
 template <bool kAccumulate>
@@ -134,18 +125,7 @@ Status rbgs_decode(const CompressorDesc& desc, const CompressContext& ctx,
         make_status(StatusCode::kCorruptPayload, "count ", h.count,
                     dense ? " but a dense payload has n = " : " but the shared stream selects ",
                     count, " values"));
-  if (h.body_bytes != 4 * count)
-    return fail(make_status(StatusCode::kCorruptPayload, "body is ", h.body_bytes,
-                            " bytes, expected ", 4 * count, " (", count, " values)"));
-  const float* body = reinterpret_cast<const float*>(payload.data() + kHeaderBytes);
-  if (desc.nonfinite == NonfinitePolicy::kError) {
-    const std::uint64_t bad = first_nonfinite_value(body, count);
-    if (bad != kNone)
-      return fail(make_status(StatusCode::kCorruptPayload, "value[", bad, "] = ", body[bad],
-                              " is not finite (nonfinite=error)"));
-  }
-  apply_runs(runs, body, kAccumulate, alpha, view_of(out));
-  return Status::success();
+  return read_runs_payload("rbgs", desc, h, payload, runs, count, kAccumulate, alpha, out);
 }
 
 Status rbgs_decompress(const CompressorDesc& desc, const CompressContext& ctx,

@@ -86,4 +86,36 @@ std::uint64_t first_nonfinite_value(const float* body, std::uint64_t count) {
   return count == 0 ? kNone : first_nonfinite(UView<const float>(body, count));
 }
 
+Status write_runs_payload(const CompressorDesc& desc, const CompressContext& ctx,
+                          Span<const float> in, const std::vector<Run>& runs, std::uint64_t count,
+                          std::uint8_t flags, std::vector<std::uint8_t>& payload) {
+  const UView<const float> x = view_of(in);
+  if (desc.nonfinite == NonfinitePolicy::kError) {
+    const std::uint64_t bad = first_nonfinite(x);
+    if (bad != kNone) return nonfinite_status(desc, in, bad);
+  }
+  std::vector<std::uint8_t> p;
+  GRADCOMP_TRY(new_payload(desc, ctx, count, flags, 4 * count, p));
+  gather_runs(runs, x, reinterpret_cast<float*>(p.data() + kHeaderBytes));
+  payload.swap(p);
+  return Status::success();
+}
+
+Status read_runs_payload(const char* name, const CompressorDesc& desc, const WireHeader& h,
+                         Span<const std::uint8_t> payload, const std::vector<Run>& runs,
+                         std::uint64_t count, bool accumulate, float alpha, Span<float> out) {
+  if (h.body_bytes != 4 * count)
+    return make_status(StatusCode::kCorruptPayload, name, ": body is ", h.body_bytes,
+                       " bytes, expected ", 4 * count, " (", count, " values)");
+  const float* body = reinterpret_cast<const float*>(payload.data() + kHeaderBytes);
+  if (desc.nonfinite == NonfinitePolicy::kError) {
+    const std::uint64_t bad = first_nonfinite_value(body, count);
+    if (bad != kNone)
+      return make_status(StatusCode::kCorruptPayload, name, ": value[", bad, "] = ", body[bad],
+                         " is not finite (nonfinite=error)");
+  }
+  apply_runs(runs, body, accumulate, alpha, view_of(out));
+  return Status::success();
+}
+
 }  // namespace gradcomp::kk::blocks

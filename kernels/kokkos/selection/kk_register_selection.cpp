@@ -11,11 +11,6 @@ namespace gradcomp::kk {
 namespace sel {
 namespace {
 
-bool small_enough(const CompressorDesc& desc) {
-  // Histogram counts and scan halves are 32-bit (the header's count field is too).
-  return desc.n < (std::uint64_t{1} << 32);
-}
-
 std::uint64_t sparse_bytes(std::uint64_t count) { return 8 * count; }
 
 // Writes k top-k (index, value) pairs straight into a fresh sparse payload.
@@ -179,13 +174,6 @@ struct Above {
   }
 };
 
-Status check_dense_flag(const WireHeader& header, bool dense, std::uint64_t k, std::uint64_t n) {
-  GRADCOMP_CHECK_PAYLOAD(((header.flags & kFlagDense) != 0) == dense, "dense flag is ",
-                         (header.flags & kFlagDense) ? "set" : "clear", " but k = ", k,
-                         " and n = ", n, dense ? " require it" : " forbid it");
-  return Status::success();
-}
-
 template <bool kAccumulate>
 Status topk_decode(const CompressorDesc& desc, const CompressContext& ctx,
                    Span<const std::uint8_t> payload, float alpha, Span<float> out) {
@@ -196,11 +184,9 @@ Status topk_decode(const CompressorDesc& desc, const CompressContext& ctx,
   const Span<const std::uint8_t> body(payload.data() + kHeaderBytes, h.body_bytes);
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = desc.n > 0 && k >= desc.n;
-  Status s = check_dense_flag(h, dense, k, desc.n);
-  if (s.ok() && dense) {
-    s = check_dense(desc, h, body);
-    if (s.ok()) apply_dense(f32_view(body.data(), desc.n), kAccumulate, alpha, view_of(out));
-  } else if (s.ok()) {
+  bool done = false;
+  Status s = decode_if_dense(desc, h, body, k, dense, kAccumulate, alpha, out, done);
+  if (s.ok() && !done) {
     if (h.count != k) {
       s = make_status(StatusCode::kCorruptPayload, "count ", h.count, " != k ", k);
     } else {
@@ -630,11 +616,9 @@ Status dgc_decode(const CompressorDesc& desc, const CompressContext& ctx,
   const Span<const std::uint8_t> body(payload.data() + kHeaderBytes, h.body_bytes);
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = desc.n > 0 && k >= desc.n;
-  Status s = check_dense_flag(h, dense, k, desc.n);
-  if (s.ok() && dense) {
-    s = check_dense(desc, h, body);
-    if (s.ok()) apply_dense(f32_view(body.data(), desc.n), kAccumulate, alpha, view_of(out));
-  } else if (s.ok()) {
+  bool done = false;
+  Status s = decode_if_dense(desc, h, body, k, dense, kAccumulate, alpha, out, done);
+  if (s.ok() && !done) {
     s = decode_sparse_list(desc, h, body, k, NonZero{}, "is zero, but zero values are never sent",
                            kAccumulate, alpha, out);
   }
@@ -710,14 +694,10 @@ Status signtopk_decode(const CompressorDesc& desc, const CompressContext& ctx,
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = desc.n > 0 && k >= desc.n;
   auto fail = [&](const Status& st) { return make_status(st.code(), name, ": ", st.message()); };
-  Status s = check_dense_flag(h, dense, k, desc.n);
+  bool done = false;
+  const Status s = decode_if_dense(desc, h, body, k, dense, kAccumulate, alpha, out, done);
   if (!s.ok()) return fail(s);
-  if (dense) {
-    s = check_dense(desc, h, body);
-    if (!s.ok()) return fail(s);
-    apply_dense(f32_view(body.data(), desc.n), kAccumulate, alpha, view_of(out));
-    return Status::success();
-  }
+  if (done) return Status::success();
   if (h.count != k)
     return fail(make_status(StatusCode::kCorruptPayload, "count ", h.count, " != k ", k));
   if (body.size() != signtopk_body(k))
@@ -756,41 +736,17 @@ Status signtopk_decode(const CompressorDesc& desc, const CompressContext& ctx,
   return Status::success();
 }
 
-template <Status (*Decode)(const CompressorDesc&, const CompressContext&, Span<const std::uint8_t>,
-                           float, Span<float>)>
-Status decompress_of(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const std::uint8_t> payload, Span<float> out) {
-  return Decode(desc, ctx, payload, 1.0f, out);
-}
-
-template <class F>
-KkOps make_ops(std::uint64_t (*bytes)(const CompressorDesc&), F compress,
-               Status (*dec)(const CompressorDesc&, const CompressContext&,
-                             Span<const std::uint8_t>, Span<float>),
-               Status (*acc)(const CompressorDesc&, const CompressContext&,
-                             Span<const std::uint8_t>, float, Span<float>)) {
-  KkOps o;
-  o.can_implement = small_enough;
-  o.ops.payload_bytes = bytes;
-  o.ops.compress = compress;
-  o.ops.decompress = dec;
-  o.ops.decompress_accumulate = acc;
-  return o;
-}
-
 }  // namespace
 
 void register_sparse_family(KkTable& table) {
-  table[CompressorKind::kTopK] = make_ops(topk_payload_bytes, topk_compress,
-                                          decompress_of<topk_decode<false>>, topk_decode<true>);
-  table[CompressorKind::kThreshold] =
-      make_ops(threshold_payload_bytes, threshold_compress, decompress_of<threshold_decode<false>>,
-               threshold_decode<true>);
+  table[CompressorKind::kTopK] =
+      small_ops<topk_decode<false>, topk_decode<true>>(topk_payload_bytes, topk_compress);
+  table[CompressorKind::kThreshold] = small_ops<threshold_decode<false>, threshold_decode<true>>(
+      threshold_payload_bytes, threshold_compress);
   table[CompressorKind::kDgc] =
-      make_ops(dgc_payload_bytes, dgc_compress, decompress_of<dgc_decode<false>>, dgc_decode<true>);
-  table[CompressorKind::kSignTopK] =
-      make_ops(signtopk_payload_bytes, signtopk_compress, decompress_of<signtopk_decode<false>>,
-               signtopk_decode<true>);
+      small_ops<dgc_decode<false>, dgc_decode<true>>(dgc_payload_bytes, dgc_compress);
+  table[CompressorKind::kSignTopK] = small_ops<signtopk_decode<false>, signtopk_decode<true>>(
+      signtopk_payload_bytes, signtopk_compress);
 }
 
 }  // namespace sel

@@ -371,4 +371,23 @@ Status check_dense(const CompressorDesc& desc, const WireHeader& header,
   return Status::success();
 }
 
+Status check_dense_flag(const WireHeader& header, bool dense, std::uint64_t k, std::uint64_t n) {
+  GRADCOMP_CHECK_PAYLOAD(((header.flags & kFlagDense) != 0) == dense, "dense flag is ",
+                         (header.flags & kFlagDense) ? "set" : "clear", " but k = ", k,
+                         " and n = ", n, dense ? " require it" : " forbid it");
+  return Status::success();
+}
+
+Status decode_if_dense(const CompressorDesc& desc, const WireHeader& header,
+                       Span<const std::uint8_t> body, std::uint64_t k, bool dense, bool accumulate,
+                       float alpha, Span<float> out, bool& done) {
+  done = false;
+  GRADCOMP_TRY(check_dense_flag(header, dense, k, desc.n));
+  if (!dense) return Status::success();
+  GRADCOMP_TRY(check_dense(desc, header, body));
+  apply_dense(f32_view(body.data(), desc.n), accumulate, alpha, view_of(out));
+  done = true;
+  return Status::success();
+}
+
 }  // namespace gradcomp::kk::sel

@@ -128,6 +128,42 @@ inline UView<const float> f32_view(const std::uint8_t* p, std::uint64_t count) {
 Status check_dense(const CompressorDesc& desc, const WireHeader& header,
                    Span<const std::uint8_t> body);
 
+// The dense flag must be set exactly when `dense` (k >= n); the message names k and n.
+Status check_dense_flag(const WireHeader& header, bool dense, std::uint64_t k, std::uint64_t n);
+
+// Head of the k-sparse decoders (topk dgc signtopk qsgd_topk qsgd_randk randk): checks the
+// dense flag against `dense`; a dense payload is then checked and applied here and `done` is
+// set, otherwise the caller decodes the sparse body. Errors carry no compressor name.
+Status decode_if_dense(const CompressorDesc& desc, const WireHeader& header,
+                       Span<const std::uint8_t> body, std::uint64_t k, bool dense, bool accumulate,
+                       float alpha, Span<float> out, bool& done);
+
+// ---- registration ----------------------------------------------------------------------------
+// Each decoder is one function templated on accumulate; decompress is its non-accumulating
+// instance with alpha = 1.
+using DecodeFn = Status (*)(const CompressorDesc&, const CompressContext&, Span<const std::uint8_t>,
+                            float, Span<float>);
+template <DecodeFn Decode>
+Status decompress_of(const CompressorDesc& desc, const CompressContext& ctx,
+                     Span<const std::uint8_t> payload, Span<float> out) {
+  return Decode(desc, ctx, payload, 1.0f, out);
+}
+
+// Histogram counts, scan halves and u32 indices (and the header's count) are 32-bit.
+inline bool small_enough(const CompressorDesc& desc) { return desc.n < (std::uint64_t{1} << 32); }
+
+// The ops of a kernel limited to small_enough descriptors.
+template <DecodeFn Decompress, DecodeFn Accumulate, class F>
+KkOps small_ops(std::uint64_t (*payload_bytes)(const CompressorDesc&), F compress) {
+  KkOps o;
+  o.can_implement = small_enough;
+  o.ops.payload_bytes = payload_bytes;
+  o.ops.compress = compress;
+  o.ops.decompress = decompress_of<Decompress>;
+  o.ops.decompress_accumulate = Accumulate;
+  return o;
+}
+
 // Registration of the QSGD family (kk_sel_qsgd.cpp).
 void register_qsgd_family(KkTable& table);
 

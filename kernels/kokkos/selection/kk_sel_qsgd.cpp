@@ -568,16 +568,10 @@ Status qsparse_decode(const CompressorDesc& desc, const CompressContext& ctx,
   const Span<const std::uint8_t> body(payload.data() + kHeaderBytes, h.body_bytes);
   const std::uint64_t k = sparsifier_k(desc, desc.n);
   const bool dense = is_dense(desc, k);
-  if (((h.flags & kFlagDense) != 0) != dense)
-    return fail(make_status(StatusCode::kCorruptPayload, "dense flag is ",
-                            (h.flags & kFlagDense) ? "set" : "clear", " but k = ", k,
-                            " and n = ", desc.n, dense ? " require it" : " forbid it"));
-  if (dense) {
-    const Status s = check_dense(desc, h, body);
-    if (!s.ok()) return fail(s);
-    apply_dense(f32_view(body.data(), desc.n), kAccumulate, alpha, view_of(out));
-    return Status::success();
-  }
+  bool done = false;
+  const Status s = decode_if_dense(desc, h, body, k, dense, kAccumulate, alpha, out, done);
+  if (!s.ok()) return fail(s);
+  if (done) return Status::success();
   if (h.count != k)
     return fail(make_status(StatusCode::kCorruptPayload, "count ", h.count, " != k ", k));
   const std::uint64_t expected = qsparse_body_bytes(desc, k);
@@ -631,31 +625,13 @@ Status qsparse_decode(const CompressorDesc& desc, const CompressContext& ctx,
   return Status::success();
 }
 
-template <Status (*Decode)(const CompressorDesc&, const CompressContext&, Span<const std::uint8_t>,
-                           float, Span<float>)>
-Status decompress_of(const CompressorDesc& desc, const CompressContext& ctx,
-                     Span<const std::uint8_t> payload, Span<float> out) {
-  return Decode(desc, ctx, payload, 1.0f, out);
-}
-
-bool small_enough(const CompressorDesc& desc) { return desc.n < (std::uint64_t{1} << 32); }
-
 }  // namespace
 
 void register_qsgd_family(KkTable& table) {
-  KkOps q;
-  q.can_implement = small_enough;
-  q.ops.payload_bytes = qsgd_payload_bytes;
-  q.ops.compress = qsgd_compress;
-  q.ops.decompress = decompress_of<qsgd_decode<false>>;
-  q.ops.decompress_accumulate = qsgd_decode<true>;
-  table[CompressorKind::kQsgd] = q;
-  KkOps s;
-  s.can_implement = small_enough;
-  s.ops.payload_bytes = qsparse_payload_bytes;
-  s.ops.compress = qsparse_compress;
-  s.ops.decompress = decompress_of<qsparse_decode<false>>;
-  s.ops.decompress_accumulate = qsparse_decode<true>;
+  table[CompressorKind::kQsgd] =
+      small_ops<qsgd_decode<false>, qsgd_decode<true>>(qsgd_payload_bytes, qsgd_compress);
+  const KkOps s = small_ops<qsparse_decode<false>, qsparse_decode<true>>(qsparse_payload_bytes,
+                                                                         qsparse_compress);
   table[CompressorKind::kQsgdTopK] = s;
   table[CompressorKind::kQsgdRandK] = s;
 }

@@ -3,8 +3,9 @@
 // same code for host spans (copy in, run, copy out) so gradcomp-validate compares it with the
 // oracle unchanged.
 //
-// Implemented: identity, fp16, bf16, sign, blocksign, qsgd, terngrad, topk, threshold, randk
-// (every option of each). Everything else is declined (implements() false; the registry says so).
+// Implemented: identity, fp16, bf16, sign, blocksign, qsgd, terngrad, topk, threshold, randk,
+// dgc, grbs, rbgs, signtopk, qsgd_topk, qsgd_randk (every option of each). Not implemented:
+// powersgd (implements() false; the registry says so).
 //
 // Synchronisation: every call enqueues on `stream` and then synchronises it once or twice to
 // learn its Status (non-finite inputs, decoder checks, threshold's count, random-k's collision
@@ -18,6 +19,7 @@
 
 #include "gradcomp/compress_context.hpp"
 #include "gradcomp/compressor.hpp"
+#include "gradcomp/kernels/fused_ef.hpp"
 #include "gradcomp/kernels/registry.hpp"
 #include "gradcomp/status.hpp"
 
@@ -55,6 +57,19 @@ Status decompress(const CompressorDesc& desc, const CompressContext& ctx,
 Status decompress_accumulate(const CompressorDesc& desc, const CompressContext& ctx,
                              const std::uint8_t* d_payload, std::uint64_t payload_size, float alpha,
                              float* d_out, cudaStream_t stream);
+
+// Fused error-feedback worker step on device buffers, with the semantics of
+// kk::fused_ef_compress (fused_ef.hpp: S2-S6 of the reference engine, bit-identical payload and
+// memories). Compressors: identity, fp16, bf16, sign, blocksign. d_momentum may be null for
+// momentum_form=none, d_error without error feedback. Three sweeps: p = S2-S4(g, m, e) into a
+// scratch buffer (with the gradient's finiteness check), the compressor on p, then m' and
+// e' = p - D(C(p)) decoded inline from the payload. On error (kNonFinite "grad[i]" or the
+// compressor's own) momentum and error are untouched; the payload bytes are unspecified.
+bool fused_ef_supports(const CompressorDesc& desc);
+Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
+                         const kk::FusedEfParams& params, const float* d_grad, float* d_momentum,
+                         float* d_error, std::uint8_t* d_payload, std::uint64_t capacity,
+                         std::uint64_t* payload_size, cudaStream_t stream);
 
 // The registry entry "cuda:native". can_implement is false without a device.
 CompressorImpl registry_entry();
