@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "cu_blocks.hpp"
+#include "common/host_plans.hpp"
 #include "cu_launch.hpp"
 #include "gradcomp/kernels/cuda.hpp"
 #include "gradcomp/rng.hpp"
@@ -252,45 +252,17 @@ Status upload_indices(const std::vector<std::uint32_t>& idx, cudaStream_t s, Dev
 // ---- dgc -------------------------------------------------------------------------------------
 
 // Per-tensor constants of the DGC code's `initialize`, as reference/ref_dgc.cpp's make_plan.
-struct DgcPlan {
-  std::uint64_t k = 0, stride = 1, n_samp = 0, k_samp = 0;
-};
-std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
-long double ceil_guarded(long double x) { return std::ceil(x - x * 1e-12L); }
-DgcPlan dgc_plan(const CompressorDesc& desc) {
-  DgcPlan p;
-  const std::uint64_t n = desc.n;
-  p.k = sparsifier_k(desc, n);
-  p.n_samp = n;
-  p.k_samp = p.k;
-  if (n == 0 || p.k == 0 || p.k >= n) return p;
-  const long double ratio = std::max(desc.sample_ratio, 0.01);
-  const std::uint64_t pct =
-      std::clamp<std::uint64_t>(static_cast<std::uint64_t>(ceil_guarded(ratio * n)), 1, n);
-  std::uint64_t cpr;
-  if (desc.k >= 0) {
-    cpr = ceil_div(2 * n, p.k);
-  } else {
-    const long double c = ceil_guarded(2.0L / static_cast<long double>(desc.density));
-    cpr = c >= static_cast<long double>(n) ? n : static_cast<std::uint64_t>(c);
-  }
-  if (n <= cpr) return p;
-  const std::uint64_t m = std::max(pct, cpr);
-  p.stride = ceil_div(n, 32 * m) * 32 + 1;
-  p.n_samp = n / p.stride;
-  while (p.n_samp < m) {
-    p.stride -= 8;
-    p.n_samp = n / p.stride;
-  }
-  if (desc.k >= 0) {
-    p.k_samp = ceil_div(p.n_samp * p.k, n);
-  } else {
-    p.k_samp = std::clamp<std::uint64_t>(
-        static_cast<std::uint64_t>(ceil_guarded(static_cast<long double>(desc.density) *
-                                                static_cast<long double>(p.n_samp))),
-        1, p.n_samp);
-  }
-  return p;
+using kernels::host::dgc_plan;
+using kernels::host::DgcPlan;
+
+// grbs / rbgs: the shared block draw (host_plans.cpp) as the payload-order list of flattened
+// indices that the device gathers / scatters.
+std::vector<std::uint32_t> block_indices(const CompressorDesc& desc, const CompressContext& ctx) {
+  std::uint64_t count = 0;
+  std::vector<std::uint32_t> idx;
+  for (const kernels::host::Run& r : kernels::host::block_runs(desc, ctx, count))
+    for (std::uint64_t j = 0; j < r.len; ++j) idx.push_back(static_cast<std::uint32_t>(r.at + j));
+  return idx;
 }
 
 // Ordered compaction: tile counts on the device, their scan on the host (the total is needed
@@ -638,10 +610,9 @@ Status compress_impl(const CompressorDesc& desc, const CompressContext& ctx, con
     }
     case CompressorKind::kGrbs:
     case CompressorKind::kRbgs: {
-      std::vector<std::uint32_t> host_idx;
-      detail::block_indices(desc, ctx, host_idx);
+      const std::vector<std::uint32_t> host_idx = block_indices(desc, ctx);
       const std::uint64_t c = host_idx.size();
-      const bool dense = detail::block_always_dense(desc);
+      const bool dense = kernels::host::block_always_dense(desc);
       GRADCOMP_TRY(put_header(desc, ctx, dense ? kFlagDense : 0, c, 4 * c, payload, s));
       if (check) GC_CU(detail::find_nonfinite(in, n, slots.d(), s));
       if (dense) {
@@ -928,15 +899,14 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
     }
     case CompressorKind::kGrbs:
     case CompressorKind::kRbgs: {
-      const bool dense = detail::block_always_dense(desc);
+      const bool dense = kernels::host::block_always_dense(desc);
       if (((h.flags & kFlagDense) != 0) != dense) {
         return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
                        " but the descriptor ",
                        dense ? "always sends everything" : "selects blocks");
       }
       // The receiver regenerates the blocks from the shared stream; nothing else is trusted.
-      std::vector<std::uint32_t> host_idx;
-      detail::block_indices(desc, ctx, host_idx);
+      const std::vector<std::uint32_t> host_idx = block_indices(desc, ctx);
       const std::uint64_t c = host_idx.size();
       if (h.count != c) {
         return corrupt(desc, "count ", h.count, " but the shared stream selects ", c,
@@ -1204,7 +1174,7 @@ std::uint64_t payload_bytes(const CompressorDesc& desc) {
       return kHeaderBytes + (shared ? 4 : 8) * k;
     }
     case CompressorKind::kGrbs:
-    case CompressorKind::kRbgs: return kHeaderBytes + 4 * detail::block_max_values(desc);
+    case CompressorKind::kRbgs: return kHeaderBytes + 4 * kernels::host::block_max_values(desc);
     case CompressorKind::kSignTopK:
     case CompressorKind::kQsgdTopK:
     case CompressorKind::kQsgdRandK: {

@@ -6,22 +6,16 @@
 #include <vector>
 
 #include "../selection/kk_sel_common.hpp"
+#include "common/host_plans.hpp"
 
 namespace gradcomp::kk::blocks {
 
-void register_randk(KkTable& table);     // kk_randk.cpp
-void register_grbs(KkTable& table);      // kk_grbs.cpp
-void register_rbgs(KkTable& table);      // kk_rbgs.cpp
-void register_powersgd(KkTable& table);  // kk_powersgd.cpp
+void register_randk(KkTable& table);              // kk_randk.cpp
+void register_block_sparsifiers(KkTable& table);  // grbs and rbgs: kk_block_sparse.cpp
+void register_powersgd(KkTable& table);           // kk_powersgd.cpp
 
-// A contiguous run of selected values: input elements [at, at + len) are body values
-// [pos, pos + len). grbs sends one run per selected block row, rbgs one or two per segment
-// (the wrapped part), so a selection is a short list of runs instead of an index list.
-struct Run {
-  std::uint64_t at = 0;
-  std::uint64_t pos = 0;
-  std::uint64_t len = 0;
-};
+// A contiguous run of selected values (kernels/common/host_plans.hpp).
+using Run = kernels::host::Run;
 
 // body[r.pos + i] = in[r.at + i] for every run (runs in body order). Returns the number of
 // values written (the sum of the lengths).
@@ -33,10 +27,10 @@ void gather_runs(const std::vector<Run>& runs, sel::UView<const float> in, float
 void apply_runs(std::vector<Run> runs, const float* body, bool accumulate, float alpha,
                 sel::UView<float> out);
 
-// The selection of this (desc, ctx) as runs in body order, exactly what compress gathers (the
-// fused EF step uses it to form e' = p - D(C(p)) without a dense decode).
-std::vector<Run> grbs_runs(const CompressorDesc& desc, const CompressContext& ctx);
-std::vector<Run> rbgs_runs(const CompressorDesc& desc, const CompressContext& ctx);
+// The grbs or rbgs (by desc.kind) selection of this (desc, ctx) as runs in body order, exactly
+// what compress gathers (the fused EF step uses it to form e' = p - D(C(p)) without a dense
+// decode).
+std::vector<Run> block_runs(const CompressorDesc& desc, const CompressContext& ctx);
 
 // First body value that is NaN/Inf (nonfinite=error check of a payload), or kNone.
 std::uint64_t first_nonfinite_value(const float* body, std::uint64_t count);

@@ -6,8 +6,7 @@ namespace gradcomp::kk {
 
 void register_blocks(KkTable& table) {
   blocks::register_randk(table);
-  blocks::register_grbs(table);
-  blocks::register_rbgs(table);
+  blocks::register_block_sparsifiers(table);
   blocks::register_powersgd(table);
 }
 

@@ -160,9 +160,7 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
         }
       });
   if constexpr (Kind == 5 && EF) {
-    const std::vector<blocks::Run> runs = desc.kind == CompressorKind::kGrbs
-                                              ? blocks::grbs_runs(desc, ctx)
-                                              : blocks::rbgs_runs(desc, ctx);
+    const std::vector<blocks::Run> runs = blocks::block_runs(desc, ctx);
     const blocks::Run* rv = runs.data();
     const float* vals = reinterpret_cast<const float*>(body);
     Kokkos::parallel_for(

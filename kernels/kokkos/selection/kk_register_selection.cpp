@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/host_plans.hpp"
 #include "kk_sel_common.hpp"
 
 namespace gradcomp::kk {
@@ -402,49 +403,6 @@ Status threshold_decode(const CompressorDesc& desc, const CompressContext& ctx,
 // ---- dgc
 // ------------------------------------------------------------------------------------------
 
-struct DgcPlan {
-  std::uint64_t k = 0, stride = 1, n_samp = 0, k_samp = 0;
-};
-std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
-long double ceil_guarded(long double x) { return std::ceil(x - x * 1e-12L); }
-
-// The reference's plan (ref_dgc.cpp make_plan), verbatim: host arithmetic on the descriptor.
-DgcPlan make_plan(const CompressorDesc& desc) {
-  DgcPlan p;
-  const std::uint64_t n = desc.n;
-  p.k = sparsifier_k(desc, n);
-  p.n_samp = n;
-  p.k_samp = p.k;
-  if (n == 0 || p.k == 0 || p.k >= n) return p;
-  const long double ratio = std::max(desc.sample_ratio, 0.01);
-  const std::uint64_t pct = std::clamp<std::uint64_t>(
-      static_cast<std::uint64_t>(ceil_guarded(ratio * static_cast<long double>(n))), 1, n);
-  std::uint64_t cpr;
-  if (desc.k >= 0) {
-    cpr = ceil_div(2 * n, p.k);
-  } else {
-    const long double c = ceil_guarded(2.0L / static_cast<long double>(desc.density));
-    cpr = c >= static_cast<long double>(n) ? n : static_cast<std::uint64_t>(c);
-  }
-  if (n <= cpr) return p;
-  const std::uint64_t m = std::max(pct, cpr);
-  p.stride = ceil_div(n, 32 * m) * 32 + 1;
-  p.n_samp = n / p.stride;
-  while (p.n_samp < m) {
-    p.stride -= 8;
-    p.n_samp = n / p.stride;
-  }
-  if (desc.k >= 0) {
-    p.k_samp = ceil_div(p.n_samp * p.k, n);
-  } else {
-    p.k_samp = std::clamp<std::uint64_t>(
-        static_cast<std::uint64_t>(ceil_guarded(static_cast<long double>(desc.density) *
-                                                static_cast<long double>(p.n_samp))),
-        1, p.n_samp);
-  }
-  return p;
-}
-
 // Candidate test "|x| >= thr" with NaN above everything: on keys, key(x) >= key(thr) (a NaN
 // threshold has kNanKey, which admits only NaNs).
 struct AtLeast {
@@ -486,7 +444,8 @@ Status dgc_compress(const CompressorDesc& desc, const CompressContext& ctx, Span
                     std::vector<std::uint8_t>& payload) {
   ensure_initialized();
   GRADCOMP_TRY(check_compress_args(desc, in));
-  const DgcPlan plan = make_plan(desc);
+  // The sampling plan is shared with CUDA (kernels/common/host_plans.hpp).
+  const kernels::host::DgcPlan plan = kernels::host::dgc_plan(desc);
   const std::uint64_t n = desc.n;
   if (n > 0 && plan.k >= n) return write_dense(desc, ctx, in, payload);
   const bool check = desc.nonfinite == NonfinitePolicy::kError;
