@@ -8,12 +8,19 @@ namespace {
 
 // Histogram of (key >> shift) & (bins - 1) over the elements whose key matches `prefix` above
 // bit `prefix_shift`, as an array reduction (portable; on Serial there is one accumulator, so no
-// atomics). The last slot holds the first non-finite index (min-joined) when check_finite.
+// atomics). On large unfiltered passes consecutive elements go to kWays interleaved copies of
+// the histogram: typical gradients hit a few hundred bins, and one copy makes every increment
+// wait for the previous store to the same bin (a store-to-load chain); the copies are summed on
+// the host. The last slot holds the first non-finite index (min-joined) when check_finite.
+constexpr std::uint32_t kWays = 4;
+constexpr std::uint64_t kWaysMinN = std::uint64_t{1} << 18;  // below: zeroing the copies costs more
+
 template <class Space>
 struct KeyHistogram {
   using value_type = std::uint32_t[];
   using size_type = std::uint32_t;
-  size_type value_count;
+  size_type value_count;  // ways * bins + 1
+  std::uint32_t ways;     // 1 or kWays
   UView<const float, Space> in;
   std::uint32_t shift;
   std::uint32_t prefix_shift;  // 32: no filter
@@ -34,17 +41,37 @@ struct KeyHistogram {
   }
   std::uint64_t n;
   KOKKOS_INLINE_FUNCTION void operator()(const std::uint64_t c, value_type v) const {
-    const std::uint64_t e = chunk_end(c, n);
-    const std::uint32_t sh = shift, psh = prefix_shift, pre = prefix, mask = value_count - 2;
-    bool any_bad = false;
-    for (std::uint64_t i = c * kChunk; i < e; ++i) {
+    const std::uint64_t b = c * kChunk, e = chunk_end(c, n);
+    const std::uint32_t bins = (value_count - 1) / ways;
+    const std::uint32_t sh = shift, psh = prefix_shift, pre = prefix, mask = bins - 1;
+    std::uint32_t any_bad = 0;  // integer OR: no branch per element
+    std::uint64_t i = b;
+    if (ways == kWays && psh >= 32) {
+      std::uint32_t* const h0 = v;
+      std::uint32_t* const h1 = v + bins;
+      std::uint32_t* const h2 = v + 2 * bins;
+      std::uint32_t* const h3 = v + 3 * bins;
+      for (; i + kWays <= e; i += kWays) {
+        const std::uint32_t k0 = abs_key(in(i)), k1 = abs_key(in(i + 1));
+        const std::uint32_t k2 = abs_key(in(i + 2)), k3 = abs_key(in(i + 3));
+        any_bad |= static_cast<std::uint32_t>(key_nonfinite(k0)) |
+                   static_cast<std::uint32_t>(key_nonfinite(k1)) |
+                   static_cast<std::uint32_t>(key_nonfinite(k2)) |
+                   static_cast<std::uint32_t>(key_nonfinite(k3));
+        h0[(k0 >> sh) & mask] += 1;
+        h1[(k1 >> sh) & mask] += 1;
+        h2[(k2 >> sh) & mask] += 1;
+        h3[(k3 >> sh) & mask] += 1;
+      }
+    }
+    for (; i < e; ++i) {  // one copy: filtered or small passes, and the tail
       const std::uint32_t key = abs_key(in(i));
-      any_bad |= key_nonfinite(key);
+      any_bad |= static_cast<std::uint32_t>(key_nonfinite(key));
       if (psh < 32 && (key >> psh) != pre) continue;
       v[(key >> sh) & mask] += 1;
     }
-    if (check_finite && any_bad) {
-      for (std::uint64_t i = c * kChunk; i < e; ++i) {
+    if (check_finite && any_bad != 0) {
+      for (i = b; i < e; ++i) {
         // n < 2^32 (can_implement), so the index fits the u32 slot.
         if (key_nonfinite(abs_key(in(i)))) {
           if (static_cast<std::uint32_t>(i) < v[value_count - 1])
@@ -74,14 +101,18 @@ void find_bin(const std::vector<std::uint32_t>& h, std::uint64_t rank, std::uint
 std::vector<std::uint32_t> histogram(UView<const float> in, std::uint32_t bits, std::uint32_t shift,
                                      std::uint32_t prefix_shift, std::uint32_t prefix,
                                      bool check_finite, std::uint32_t& first_bad) {
-  KeyHistogram<Exec> f{(1u << bits) + 1, in,           shift,       prefix_shift,
-                       prefix,           check_finite, in.extent(0)};
-  std::vector<std::uint32_t> h((1u << bits) + 1);
+  const std::uint32_t bins = 1u << bits;
+  const std::uint32_t nways = prefix_shift >= 32 && in.extent(0) >= kWaysMinN ? kWays : 1;
+  KeyHistogram<Exec> f{nways * bins + 1, nways,        in,          shift,
+                       prefix_shift,     prefix,       check_finite, in.extent(0)};
+  std::vector<std::uint32_t> ways(nways * bins + 1);
   Kokkos::View<std::uint32_t*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> res(
-      h.data(), h.size());
+      ways.data(), ways.size());
   Kokkos::parallel_reduce("gradcomp::kk::topk_histogram", Range<>(0, chunks(in.extent(0))), f, res);
-  first_bad = h.back();
-  h.pop_back();
+  first_bad = ways.back();
+  std::vector<std::uint32_t> h(ways.begin(), ways.begin() + bins);
+  for (std::uint32_t w = 1; w < nways; ++w)
+    for (std::uint32_t b = 0; b < bins; ++b) h[b] += ways[w * bins + b];
   return h;
 }
 
