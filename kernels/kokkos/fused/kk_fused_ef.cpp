@@ -9,7 +9,11 @@
 // it would cost a 4 B write plus a 4 B read per element.
 // Decode kinds in B: 0 f32, 1 f16, 2 bf16, 3 sign bits (x block scale), 4 terngrad 2-bit codes x
 // segment scaler, 5 grbs/rbgs (B writes e' = p, then the selected runs get e' = f32(p - value):
-// the runs are few and contiguous, so that second touch is only the sent fraction).
+// the runs are few and contiguous, so that second touch is only the sent fraction), 6 every
+// other compressor (topk, dgc, threshold, randk, qsgd, the compositions, powersgd): between C
+// and B the compressor's own decompress_accumulate with alpha = -1 turns the scratch p into
+// e' = f32(p - D) (the registry's accumulate is f32(f64(out) + f64(alpha) f64(D)), the same
+// bits), so B copies it; for the sparse ones that extra step touches only the sent entries.
 #include <Kokkos_Core.hpp>
 #include <cstring>
 #include <type_traits>
@@ -107,8 +111,14 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
                        " is not finite");
   }
 
-  // C: the streaming compressor on p (payload untouched on error).
-  GRADCOMP_TRY(table().at(desc.kind).ops.compress(desc, ctx, Span<const float>(p, n), out));
+  // C: the compressor on p (payload untouched on error).
+  const CompressorOps& ops = table().at(desc.kind).ops;
+  GRADCOMP_TRY(ops.compress(desc, ctx, Span<const float>(p, n), out));
+  if constexpr (Kind == 6 && EF) {
+    // p -= D(C(p)) in the scratch buffer: a decode error still leaves m and e untouched.
+    GRADCOMP_TRY(ops.decompress_accumulate(desc, ctx, Span<const std::uint8_t>(out), -1.0f,
+                                           Span<float>(p, n)));
+  }
 
   // B: m' and e' = f32(p - D_j), D_j decoded inline from the payload body.
   const std::uint8_t* body = out.data() + kHeaderBytes;
@@ -153,7 +163,7 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
           } else if constexpr (Kind == 4) {  // terngrad: s * {-1, 0, +1} as the decoder
             const std::uint32_t code = (words[j / 16] >> (2 * (j % 16))) & 3u;
             q = s * (code == 0 ? -1.0f : (code == 2 ? 1.0f : 0.0f));
-          } else {  // grbs/rbgs: D = +0 outside the runs (fixed up below)
+          } else {  // grbs/rbgs: D = +0 outside the runs (fixed up below); kind 6: p is e'
             q = 0.0f;
           }
           e[j] = to_f32(static_cast<double>(p[j]) - static_cast<double>(q));
@@ -177,17 +187,8 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
 }  // namespace
 
 bool fused_ef_supports(const CompressorDesc& desc) {
-  switch (desc.kind) {
-    case CompressorKind::kIdentity:
-    case CompressorKind::kFp16:
-    case CompressorKind::kBf16:
-    case CompressorKind::kSign:
-    case CompressorKind::kBlockSign:
-    case CompressorKind::kTernGrad:
-    case CompressorKind::kGrbs:
-    case CompressorKind::kRbgs: return table().count(desc.kind) != 0;
-    default: return false;
-  }
+  const auto it = table().find(desc.kind);
+  return it != table().end() && (!it->second.can_implement || it->second.can_implement(desc));
 }
 
 Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
@@ -228,13 +229,19 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
   thread_local std::vector<std::uint8_t> out_buf;
   std::vector<std::uint8_t>& out = out_buf;
   const int form = static_cast<int>(params.momentum_form);
-  const int kind = desc.kind == CompressorKind::kIdentity                                     ? 0
-                   : desc.kind == CompressorKind::kFp16                                       ? 1
-                   : desc.kind == CompressorKind::kBf16                                       ? 2
-                   : desc.kind == CompressorKind::kTernGrad                                   ? 4
-                   : desc.kind == CompressorKind::kGrbs || desc.kind == CompressorKind::kRbgs ? 5
-                                                                                              : 3;
-  // Compile-time momentum form, decode kind and EF flag: 4 x 6 x 2 instantiations.
+  int kind = 6;
+  switch (desc.kind) {
+    case CompressorKind::kIdentity: kind = 0; break;
+    case CompressorKind::kFp16: kind = 1; break;
+    case CompressorKind::kBf16: kind = 2; break;
+    case CompressorKind::kSign:
+    case CompressorKind::kBlockSign: kind = 3; break;
+    case CompressorKind::kTernGrad: kind = 4; break;
+    case CompressorKind::kGrbs:
+    case CompressorKind::kRbgs: kind = 5; break;
+    default: break;
+  }
+  // Compile-time momentum form, decode kind and EF flag: 4 x 7 x 2 instantiations.
   Status s = Status::success();
   auto go = [&](auto form_c, auto kind_c, auto ef_c) {
     s = fused_step<decltype(form_c)::value, decltype(kind_c)::value, decltype(ef_c)::value>(
@@ -254,6 +261,7 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
       case 2: by_ef(form_c, std::integral_constant<int, 2>{}); break;
       case 4: by_ef(form_c, std::integral_constant<int, 4>{}); break;
       case 5: by_ef(form_c, std::integral_constant<int, 5>{}); break;
+      case 6: by_ef(form_c, std::integral_constant<int, 6>{}); break;
       default: by_ef(form_c, std::integral_constant<int, 3>{}); break;
     }
   };

@@ -9,8 +9,12 @@
 //   S5  payload = C(p)
 //   S6  e' = f32(p - D(C(p)))                   (error_feedback)
 // Clipping (S1), global momentum and momentum masking are not part of this step.
-// Compressors: identity, fp16, bf16, sign, blocksign, terngrad (scaler=shared reads
-// ctx.shared_scalers, which must bound the local scalers of p), grbs, rbgs (every option).
+// Compressors: every one kk:serial implements (every option; terngrad scaler=shared reads
+// ctx.shared_scalers, which must bound the local scalers of p). identity, fp16, bf16, sign,
+// blocksign, terngrad, grbs and rbgs decode D inline while writing e'; the others (topk, dgc,
+// threshold, randk, qsgd, signtopk, qsgd_topk, qsgd_randk, powersgd) apply their own
+// decompress_accumulate (alpha = -1) to the p scratch first: same bits, one more pass for the
+// dense ones, only the sent entries for the sparse ones.
 #pragma once
 
 #include <cstdint>
