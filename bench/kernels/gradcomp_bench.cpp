@@ -343,9 +343,9 @@ void report(benchmark::State& st, const CompressorDesc& desc, const CompressorIm
 // ---- fused_ef: the error-feedback worker step, kk::fused_ef_compress vs its unfused oracle ----
 
 #if GRADCOMP_HAVE_KOKKOS
-// One fixed, documented setting (docs/metrics.md): ef-sgdm's worker step, heavy-ball momentum
-// 0.9, lr 0.1 applied inside (before compression), error feedback on. Also in the JSON: the
-// label and the momentum / lr / error_feedback counters.
+// One fixed, documented setting (docs/metrics.md): heavy-ball momentum 0.9, lr 0.1 applied
+// inside (before compression), error feedback on. Also in the JSON: the label and the
+// momentum / lr / error_feedback counters.
 constexpr double kFusedMomentum = 0.9, kFusedLr = 0.1;
 constexpr const char* kFusedSetting = "heavy_ball mu=0.9, lr inside=0.1, ef on";
 
