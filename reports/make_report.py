@@ -22,7 +22,7 @@ from pathlib import Path
 BENCH, VALIDATE, COLL, TRAIN = "gradcomp-bench", "gradcomp-validate", "gradcomp-coll-perf", \
     "gradcomp-train"
 TOOLS = (BENCH, VALIDATE, COLL, TRAIN)
-OPS = ("compress", "decompress", "decompress_accumulate")
+OPS = ("compress", "decompress", "decompress_accumulate", "fused_ef")
 # Statuses gradcomp-validate counts as failures (docs/validate.md, "Exit status").
 FAIL_STATUSES = ("FAILED", "MISTRUSTED")
 STATUSES = ("PASSED", "FAILED", "MISTRUSTED", "UNIMPLEMENTED", "SKIPPED", "LISTED")

@@ -5,8 +5,10 @@
 // Benchmarks, run in registration order:
 //   stream/copy/n=N, stream/triad/n=N   the memory roof, measured in this run on one thread
 //   <case string>/<impl>/<op>           op = compress | decompress | decompress_accumulate
+//                                       | fused_ef (error-feedback worker step, kk + ref only)
 // Each case is validated once against ref:any before timing (byte-exact payload, bit-exact
-// decoded and accumulated values); a mismatch is SkipWithError and never reports a speed.
+// decoded and accumulated values; fused_ef: payload, momentum and error bit-exact against
+// kk::fused_ef_reference_step); a mismatch is SkipWithError and never reports a speed.
 // The bytes-touched model behind touched_GBps and frac_copy_bw is in docs/metrics.md.
 #include <benchmark/benchmark.h>
 
@@ -34,6 +36,8 @@
 #if GRADCOMP_HAVE_KOKKOS
 #include <Kokkos_Core.hpp>
 
+#include "gradcomp/kernels/fused_ef.hpp"
+#include "gradcomp/kernels/fused_ef_reference.hpp"
 #include "kokkos/kk_ops.hpp"
 #endif
 
@@ -52,12 +56,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum class Op { kCompress, kDecompress, kAccumulate };
+enum class Op { kCompress, kDecompress, kAccumulate, kFusedEf };
 const char* op_name(Op op) {
   switch (op) {
     case Op::kCompress: return "compress";
     case Op::kDecompress: return "decompress";
     case Op::kAccumulate: return "decompress_accumulate";
+    case Op::kFusedEf: return "fused_ef";
   }
   return "?";
 }
@@ -175,12 +180,17 @@ void bm_stream(benchmark::State& st, std::uint64_t n, Stream kind) {
 
 // ---- Bytes-touched model (docs/metrics.md): the minimum DRAM traffic of one call ----
 
-double touched_bytes(Op op, std::uint64_t n, std::uint64_t payload) {
+// fused_ef: momentum and error each add a read and a write of 4n (the bench always runs with
+// both; the flags keep the model honest if that setting changes).
+double touched_bytes(Op op, std::uint64_t n, std::uint64_t payload, bool momentum = true,
+                     bool error_feedback = true) {
   const double in = 4.0 * static_cast<double>(n), p = static_cast<double>(payload);
   switch (op) {
     case Op::kCompress: return in + p;        // read the input, write the payload
     case Op::kDecompress: return p + in;      // read the payload, write the output
     case Op::kAccumulate: return p + 2 * in;  // read the payload, read + write the output
+    case Op::kFusedEf:                        // read g, read + write m and e, write the payload
+      return in + (momentum ? 2 * in : 0.0) + (error_feedback ? 2 * in : 0.0) + p;
   }
   return in;
 }
@@ -249,6 +259,9 @@ std::map<std::string, std::pair<double, double>>& ref_seconds() {
   return m;
 }
 
+void report(benchmark::State& st, const CompressorDesc& desc, const CompressorImpl& impl, Op op,
+            double total, std::size_t payload_size, double touched);
+
 void bm_op(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl, Op op) {
   CompressContext ctx;
   ctx.step = 1;
@@ -280,6 +293,9 @@ void bm_op(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl
         s = ops.decompress_accumulate(desc, ctx, Span<const std::uint8_t>(payload), kAlpha,
                                       Span<float>(out));
         break;
+      case Op::kFusedEf:  // registered with bm_fused_ef, never here
+        s = make_status(StatusCode::kInvalidArgument, "fused_ef is not a bm_op op");
+        break;
     }
     fence();
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -290,10 +306,16 @@ void bm_op(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl
       return;
     }
   }
+  report(st, desc, *impl, op, total, payload.size(), touched_bytes(op, desc.n, payload.size()));
+  st.SetLabel(impl->name);
+}
+
+// The counters every kernel benchmark reports (docs/metrics.md); total: timed seconds.
+void report(benchmark::State& st, const CompressorDesc& desc, const CompressorImpl& impl, Op op,
+            double total, std::size_t payload_size, double touched) {
   const double iters = static_cast<double>(st.iterations());
   const double mean = total / std::max(iters, 1.0);
   const double in_bytes = 4.0 * static_cast<double>(desc.n);
-  const double touched = touched_bytes(op, desc.n, payload.size());
   st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) *
                        static_cast<std::int64_t>(in_bytes));
   st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()) *
@@ -301,13 +323,13 @@ void bm_op(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl
   st.counters["FOM: GB/s"] = in_bytes / mean / 1e9;
   st.counters["input_GBps"] = in_bytes / mean / 1e9;
   st.counters["touched_GBps"] = touched / mean / 1e9;
-  st.counters["payload_B"] = static_cast<double>(payload.size());
-  st.counters["ratio"] = payload.empty() ? 0.0 : in_bytes / static_cast<double>(payload.size());
+  st.counters["payload_B"] = static_cast<double>(payload_size);
+  st.counters["ratio"] = payload_size == 0 ? 0.0 : in_bytes / static_cast<double>(payload_size);
   const double roof = copy_gbps(desc.n);
   st.counters["copy_GBps"] = roof;
   st.counters["frac_copy_bw"] = touched / mean / 1e9 / roof;
   const std::string key = desc.to_string() + "/" + op_name(op);
-  if (impl->is_reference) {
+  if (impl.is_reference) {
     auto& r = ref_seconds()[key];
     r.first += mean;
     r.second += 1;
@@ -316,8 +338,131 @@ void bm_op(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl
     if (it != ref_seconds().end())
       st.counters["speedup_vs_ref"] = it->second.first / it->second.second / mean;
   }
-  st.SetLabel(impl->name);
 }
+
+// ---- fused_ef: the error-feedback worker step, kk::fused_ef_compress vs its unfused oracle ----
+
+#if GRADCOMP_HAVE_KOKKOS
+// One fixed, documented setting (docs/metrics.md): heavy-ball momentum 0.9, lr 0.1 applied
+// inside (before compression), error feedback on. Also in the JSON: the label and the
+// momentum / lr / error_feedback counters.
+constexpr double kFusedMomentum = 0.9, kFusedLr = 0.1;
+constexpr const char* kFusedSetting = "heavy_ball mu=0.9, lr inside=0.1, ef on";
+
+kk::FusedEfParams fused_params() {
+  kk::FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kHeavyBall;
+  pa.momentum = kFusedMomentum;
+  pa.lr_placement = LrPlacement::kInside;
+  pa.lr = kFusedLr;
+  pa.error_feedback = true;
+  return pa;
+}
+
+// The step runs on kk's Kokkos space (kk:<space>) and, as the oracle, on ref:any; other
+// implementations have no fused step.
+bool fused_runs(const CompressorDesc& desc, const CompressorImpl& impl) {
+  return kk::fused_ef_supports(desc) && (impl.is_reference || impl.name.rfind("kk:", 0) == 0);
+}
+
+// The state every validated and timed step starts from: nonzero momentum and error, so a
+// wrong read of m or e changes the result and validation sees it.
+struct FusedState {
+  std::vector<float> m, e;
+};
+FusedState fused_state(std::uint64_t n) {
+  const auto& g = input_for(n);
+  FusedState s{std::vector<float>(n), std::vector<float>(n)};
+  for (std::uint64_t i = 0; i < n; ++i) {
+    s.m[i] = 0.5f * g[n - 1 - i];
+    s.e[i] = 0.05f * g[(i + n / 2) % n];
+  }
+  return s;
+}
+
+Status fused_step(const CompressorDesc& desc, const CompressorImpl& impl,
+                  const CompressContext& ctx, const std::vector<float>& g, std::vector<float>& m,
+                  std::vector<float>& e, std::vector<std::uint8_t>& payload) {
+  if (impl.is_reference)
+    return kk::fused_ef_reference_step(desc, ctx, fused_params(), g, m, e, payload);
+  return kk::fused_ef_compress(desc, ctx, fused_params(), Span<const float>(g), Span<float>(m),
+                               Span<float>(e), payload);
+}
+
+// Empty string: the step of impl equals the oracle bit for bit (payload, momentum, error).
+std::string validate_fused(const CompressorDesc& desc, const CompressorImpl& impl,
+                           const CompressContext& ctx) {
+  const auto& g = input_for(desc.n);
+  FusedState r = fused_state(desc.n);
+  std::vector<std::uint8_t> rp, ip;
+  Status s = kk::fused_ef_reference_step(desc, ctx, fused_params(), g, r.m, r.e, rp);
+  if (!s.ok()) return "ref:any fused_ef failed: " + s.message();
+  if (impl.is_reference) return "";
+  FusedState k = fused_state(desc.n);
+  s = fused_step(desc, impl, ctx, g, k.m, k.e, ip);
+  if (!s.ok()) return impl.name + " fused_ef failed: " + s.message();
+  if (ip != rp) {
+    std::size_t i = 0;
+    while (i < std::min(ip.size(), rp.size()) && ip[i] == rp[i]) ++i;
+    return "fused_ef payload differs from ref:any (sizes " + std::to_string(ip.size()) + " vs " +
+           std::to_string(rp.size()) + ", first differing byte " + std::to_string(i) + ")";
+  }
+  if (!same_bits(k.m, r.m)) return "fused_ef momentum differs from ref:any";
+  if (!same_bits(k.e, r.e)) return "fused_ef error differs from ref:any";
+  return "";
+}
+
+void bm_fused_ef(benchmark::State& st, CompressorDesc desc, const CompressorImpl* impl) {
+  CompressContext ctx;
+  ctx.step = 1;
+  static std::map<std::string, std::string> done;
+  const std::string vkey = desc.to_string() + "/" + impl->name;
+  auto vit = done.find(vkey);
+  if (vit == done.end()) vit = done.emplace(vkey, validate_fused(desc, *impl, ctx)).first;
+  if (!vit->second.empty()) {
+    st.SkipWithError(vit->second.c_str());
+    return;
+  }
+  const auto& g = input_for(desc.n);
+  const FusedState s0 = fused_state(desc.n);
+  std::vector<float> m = s0.m, e = s0.e;
+  std::vector<std::uint8_t> payload;
+  // Two untimed steps, as for compress: first-call allocation and page faults stay out.
+  Status s = fused_step(desc, *impl, ctx, g, m, e, payload);
+  if (s.ok()) s = fused_step(desc, *impl, ctx, g, m, e, payload);
+  if (!s.ok()) {
+    st.SkipWithError(s.message().c_str());
+    return;
+  }
+  const std::size_t bytes = desc.n * sizeof(float);
+  double total = 0;
+  for (auto _ : st) {
+    // m and e are updated in place: restore the validated state outside the timed region, so
+    // every timed step is the same step (hot cache for small n, as for the other ops).
+    std::memcpy(m.data(), s0.m.data(), bytes);
+    std::memcpy(e.data(), s0.e.data(), bytes);
+    fence();
+    const auto t0 = Clock::now();
+    s = fused_step(desc, *impl, ctx, g, m, e, payload);
+    fence();
+    const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
+    st.SetIterationTime(dt);
+    total += dt;
+    if (!s.ok()) {
+      st.SkipWithError(s.message().c_str());
+      return;
+    }
+  }
+  const kk::FusedEfParams pa = fused_params();
+  report(st, desc, *impl, Op::kFusedEf, total, payload.size(),
+         touched_bytes(Op::kFusedEf, desc.n, payload.size(),
+                       pa.momentum_form != MomentumForm::kNone, pa.error_feedback));
+  st.counters["momentum"] = pa.momentum;
+  st.counters["lr"] = pa.lr;
+  st.counters["error_feedback"] = pa.error_feedback ? 1.0 : 0.0;
+  st.SetLabel(impl->name + " " + kFusedSetting);
+}
+#endif
 
 // ---- Cases, sizes and options ----
 
@@ -470,9 +615,11 @@ void usage() {
          ")\n"
          "  --impls        e.g. kk:serial,ref:any (default: every impl that can run a case)\n"
          "  --compressors  e.g. topk,qsgd (default: all)\n"
-         "  --ops          compress,decompress,decompress_accumulate (default: all)\n"
+         "  --ops          compress,decompress,decompress_accumulate,fused_ef (default: all;\n"
+         "                 fused_ef: the fused error-feedback step, kk and ref:any only, for the\n"
+         "                 compressors kk::fused_ef_supports)\n"
          "  --no-stream    skip the stream/copy and stream/triad benchmarks\n"
-         "names: stream/{copy,triad}/n=N and <case string>/<impl>/<op>\n";
+         "names: stream/{copy,triad,memcpy}/n=N and <case string>/<impl>/<op>\n";
 }
 
 }  // namespace
@@ -512,7 +659,14 @@ int main(int argc, char** argv) {
     } else if (value(a, "--compressors", v)) {
       for (const auto& t : split(v, ',')) opt.compressors.insert(t);
     } else if (value(a, "--ops", v)) {
-      for (const auto& t : split(v, ',')) opt.ops.insert(t);
+      for (const auto& t : split(v, ',')) {
+        if (t != "compress" && t != "decompress" && t != "decompress_accumulate" &&
+            t != "fused_ef") {
+          std::cerr << "gradcomp-bench: unknown op '" << t << "'\n";
+          return 2;
+        }
+        opt.ops.insert(t);
+      }
     } else if (a == "--no-stream") {
       stream = false;
     } else {
@@ -569,9 +723,18 @@ int main(int argc, char** argv) {
         if (!impl.is_reference && impl.can_implement(*desc)) impls.push_back(&impl);
       for (const auto* impl : impls) {
         if (!opt.impls.empty() && !opt.impls.count(impl->name)) continue;
-        for (Op op : {Op::kCompress, Op::kDecompress, Op::kAccumulate}) {
+        for (Op op : {Op::kCompress, Op::kDecompress, Op::kAccumulate, Op::kFusedEf}) {
           if (!opt.ops.empty() && !opt.ops.count(op_name(op))) continue;
           const std::string name = desc->to_string() + "/" + impl->name + "/" + op_name(op);
+          if (op == Op::kFusedEf) {
+#if GRADCOMP_HAVE_KOKKOS
+            if (fused_runs(*desc, *impl))
+              benchmark::RegisterBenchmark(name.c_str(), bm_fused_ef, *desc, impl)
+                  ->UseManualTime()
+                  ->Unit(benchmark::kMicrosecond);
+#endif
+            continue;
+          }
           benchmark::RegisterBenchmark(name.c_str(), bm_op, *desc, impl, op)
               ->UseManualTime()
               ->Unit(benchmark::kMicrosecond);

@@ -355,3 +355,27 @@ def test_gap_is_to_the_best_sgdm_run_with_options(tmp_path):
     dgc_final = 100 * load("train_dgc.json")["epochs"][-1]["test_accuracy"]
     assert float(table_row(md, "`dgc`")[6]) == pytest.approx(dgc_final - 85.0, abs=0.005)
     assert float(table_row(md, "`sgdm:momentum=0`")[6]) == pytest.approx(-15.0, abs=0.005)
+
+
+def test_bench_fused_ef_rows_are_reported(tmp_path):
+    """gradcomp-bench's fused_ef op (the fused EF step) gets its figure and roofline rows."""
+    d = load("bench.json")
+    for impl, frac in (("ref:any", 0.1), ("kk:serial", 0.75)):
+        d["benchmarks"].append({
+            "name": f"blocksign:n=4096,seed=0/{impl}/fused_ef/manual_time",
+            "run_name": f"blocksign:n=4096,seed=0/{impl}/fused_ef/manual_time",
+            "run_type": "iteration", "iterations": 10, "real_time": 3000.0,
+            "cpu_time": 3000.0, "time_unit": "ns", "input_GBps": 5.46, "touched_GBps": 7.5,
+            "frac_copy_bw": frac, "copy_GBps": 10.0, "payload_B": 516, "ratio": 31.75,
+            "momentum": 0.9, "lr": 0.1, "error_feedback": 1.0,
+            "label": f"{impl} heavy_ball mu=0.9, lr inside=0.1, ef on"})
+    inp = tmp_path / "in"
+    inp.mkdir()
+    (inp / "bench.json").write_text(json.dumps(d))
+    r = run("--in", inp, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    md = (tmp_path / "out" / DEVICE_DIR / "index.md").read_text(encoding="utf-8")
+    assert "](bench_gbps_fused_ef.png)" in md
+    rows = {(c[1], c[2]): c for c in table_rows(md, "`blocksign:seed=0`")}
+    assert float(rows[("kk:serial", "fused_ef")][6]) == pytest.approx(0.75)
+    assert float(rows[("ref:any", "fused_ef")][6]) == pytest.approx(0.1)

@@ -1,6 +1,6 @@
-// Fused EF worker step against a reference composition: the scalar arithmetic of
-// reference/ref_opt_sync.cpp's worker stage (S2-S4) + ref::compress / ref::decompress (S5) +
-// e = f32(p - q) (S6), compared bitwise (payload, momentum, error) over several steps.
+// Fused EF worker step against its unfused reference composition (kk::fused_ef_reference_step,
+// fused_ef_reference.hpp: ref_opt_sync.cpp's worker stage + ref::compress / ref::decompress +
+// e = f32(p - q)), compared bitwise (payload, momentum, error) over several steps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,65 +9,16 @@
 #include <vector>
 
 #include "gradcomp/kernels/fused_ef.hpp"
-#include "gradcomp/ref/compress.hpp"
+#include "gradcomp/kernels/fused_ef_reference.hpp"
 #include "test_util.hpp"
 
 namespace gradcomp {
 namespace {
 
+using kk::fused_ef_reference_step;
 using kk::FusedEfParams;
 using test::desc_or_die;
 using test::normal_data;
-
-float f32(double x) { return static_cast<float>(x); }
-
-// The reference worker step, written like ref_opt_sync.cpp's worker_input and
-// compress_and_aggregate.
-Status reference_step(const CompressorDesc& d, const CompressContext& ctx, const FusedEfParams& pa,
-                      const std::vector<float>& g, std::vector<float>& m, std::vector<float>& e,
-                      std::vector<std::uint8_t>& payload) {
-  const std::uint64_t n = d.n;
-  for (std::uint64_t j = 0; j < n; ++j) {
-    if (!std::isfinite(g[j])) return make_status(StatusCode::kNonFinite, "grad");
-  }
-  const double mu = pa.momentum, eta = pa.lr;
-  const double rescale =
-      pa.lr_placement == LrPlacement::kOutsideRescale && pa.has_lr_prev ? pa.lr_prev / eta : 1.0;
-  std::vector<float> mm = m, u(n), p(n);
-  for (std::uint64_t j = 0; j < n; ++j) {
-    switch (pa.momentum_form) {
-      case MomentumForm::kHeavyBall:
-        mm[j] = f32(mu * mm[j] + g[j]);
-        u[j] = mm[j];
-        break;
-      case MomentumForm::kNesterov:
-        mm[j] = f32(mu * mm[j] + g[j]);
-        u[j] = f32(g[j] + mu * mm[j]);
-        break;
-      case MomentumForm::kEma:
-        mm[j] = f32(mu * mm[j] + (1.0 - mu) * g[j]);
-        u[j] = mm[j];
-        break;
-      case MomentumForm::kNone: u[j] = g[j]; break;
-    }
-  }
-  if (pa.lr_placement == LrPlacement::kInside) {
-    for (float& v : u) v = f32(eta * v);
-  }
-  for (std::uint64_t j = 0; j < n; ++j) {
-    p[j] = pa.error_feedback ? f32(u[j] + rescale * e[j]) : u[j];
-  }
-  std::vector<std::uint8_t> out;
-  GRADCOMP_TRY(ref::compress(d, ctx, p, out));
-  std::vector<float> q(n);
-  GRADCOMP_TRY(ref::decompress(d, ctx, out, Span<float>(q)));
-  if (pa.error_feedback) {
-    for (std::uint64_t j = 0; j < n; ++j) e[j] = f32(p[j] - static_cast<double>(q[j]));
-  }
-  m = mm;
-  payload.swap(out);
-  return Status::success();
-}
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
@@ -91,7 +42,7 @@ void run_steps(const std::string& text, std::uint64_t n, FusedEfParams pa, int s
     pa.lr = 0.1 / (1.0 + 0.5 * t);  // a decaying schedule, so the rescale factor matters
     const CompressContext ctx{static_cast<std::uint32_t>(t), 0, 1, {}, nullptr};
     std::vector<std::uint8_t> pk, pr;
-    const Status sr = reference_step(d, ctx, pa, g, mr, er, pr);
+    const Status sr = fused_ef_reference_step(d, ctx, pa, g, mr, er, pr);
     ASSERT_TRUE(sr.ok()) << sr.to_string();
     const Status sk =
         kk::fused_ef_compress(d, ctx, pa, g, has_m ? Span<float>(mk) : Span<float>(),
