@@ -11,14 +11,6 @@ void finalize_at_exit() {
   if (Kokkos::is_initialized()) Kokkos::finalize();
 }
 
-bool kk_can_implement(const CompressorDesc& desc) {
-  if (!validate(desc).ok()) return false;
-  const auto& t = table();
-  auto it = t.find(desc.kind);
-  if (it == t.end()) return false;
-  return it->second.can_implement == nullptr || it->second.can_implement(desc);
-}
-
 CompressorOps kk_ops(CompressorKind kind) {
   const auto& t = table();
   auto it = t.find(kind);
@@ -26,6 +18,14 @@ CompressorOps kk_ops(CompressorKind kind) {
 }
 
 }  // namespace
+
+bool can_implement(const CompressorDesc& desc) {
+  if (!validate(desc).ok()) return false;
+  const auto& t = table();
+  auto it = t.find(desc.kind);
+  if (it == t.end()) return false;
+  return it->second.can_implement == nullptr || it->second.can_implement(desc);
+}
 
 const KkTable& table() {
   static const KkTable t = [] {
@@ -55,7 +55,7 @@ CompressorImpl registry_entry() {
   impl.name = impl_name();
   impl.is_reference = false;
   impl.deterministic = true;
-  impl.can_implement = kk_can_implement;
+  impl.can_implement = can_implement;
   impl.ops = kk_ops;
   return impl;
 }

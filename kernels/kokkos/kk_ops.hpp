@@ -29,6 +29,10 @@ void register_blocks(KkTable& table);     // randk grbs rbgs powersgd
 
 const KkTable& table();
 
+// True if kk has a kernel for this valid descriptor (its kind is registered and its
+// can_implement, if any, accepts it).
+bool can_implement(const CompressorDesc& desc);
+
 // Initialises Kokkos on first use (and finalises it at exit) so that library users need no
 // Kokkos code; a program that initialised Kokkos itself is left alone.
 void ensure_initialized();

@@ -1,7 +1,8 @@
-// cuda::fused_ef_compress against a reference composition written out here: the worker stage
-// of reference/ref_opt_sync.cpp (S2-S4) + ref::compress / ref::decompress (S5) +
-// e = f32(p - q) (S6), compared bitwise (payload, momentum, error) over several steps, for
-// every momentum form, lr placement and EF setting. Needs a CUDA device.
+// cuda::fused_ef_compress against the unfused reference composition kk::fused_ef_reference_step
+// (fused_ef_reference.hpp: the worker stage of reference/ref_opt_sync.cpp, S2-S4, +
+// ref::compress / ref::decompress, S5, + e = f32(p - q), S6), compared bitwise (payload, momentum,
+// error) over several steps, for every momentum form, lr placement and EF setting. Needs a CUDA
+// device.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -12,15 +13,13 @@
 
 #include "gradcomp/dtype.hpp"
 #include "gradcomp/kernels/cuda.hpp"
-#include "gradcomp/ref/compress.hpp"
+#include "gradcomp/kernels/fused_ef_reference.hpp"
 #include "gradcomp/rng.hpp"
 
 namespace gradcomp {
 namespace {
 
 using kk::FusedEfParams;
-
-float f32(double x) { return static_cast<float>(x); }
 
 // General floats of mixed magnitude, or quarters in [-1.75, 1.75] (dyadic: every block sum and
 // sum of squares is exact in double, so any reduction order gives the oracle's scale).
@@ -34,51 +33,6 @@ std::vector<float> grad_data(std::uint64_t n, std::uint32_t salt, bool dyadic = 
                         std::ldexp(1.0f, static_cast<int>(w.v[1] % 8u) - 4);
   }
   return v;
-}
-
-Status reference_step(const CompressorDesc& d, const CompressContext& ctx, const FusedEfParams& pa,
-                      const std::vector<float>& g, std::vector<float>& m, std::vector<float>& e,
-                      std::vector<std::uint8_t>& payload) {
-  const std::uint64_t n = d.n;
-  for (std::uint64_t j = 0; j < n; ++j) {
-    if (!std::isfinite(g[j])) return make_status(StatusCode::kNonFinite, "grad");
-  }
-  const double mu = pa.momentum, eta = pa.lr;
-  const double rescale =
-      pa.lr_placement == LrPlacement::kOutsideRescale && pa.has_lr_prev ? pa.lr_prev / eta : 1.0;
-  std::vector<float> mm = m, u(n), p(n);
-  for (std::uint64_t j = 0; j < n; ++j) {
-    switch (pa.momentum_form) {
-      case MomentumForm::kHeavyBall:
-        mm[j] = f32(mu * mm[j] + g[j]);
-        u[j] = mm[j];
-        break;
-      case MomentumForm::kNesterov:
-        mm[j] = f32(mu * mm[j] + g[j]);
-        u[j] = f32(g[j] + mu * mm[j]);
-        break;
-      case MomentumForm::kEma:
-        mm[j] = f32(mu * mm[j] + (1.0 - mu) * g[j]);
-        u[j] = mm[j];
-        break;
-      case MomentumForm::kNone: u[j] = g[j]; break;
-    }
-  }
-  if (pa.lr_placement == LrPlacement::kInside) {
-    for (float& v : u) v = f32(eta * v);
-  }
-  for (std::uint64_t j = 0; j < n; ++j)
-    p[j] = pa.error_feedback ? f32(u[j] + rescale * e[j]) : u[j];
-  std::vector<std::uint8_t> out;
-  GRADCOMP_TRY(ref::compress(d, ctx, p, out));
-  std::vector<float> q(n);
-  GRADCOMP_TRY(ref::decompress(d, ctx, out, Span<float>(q)));
-  if (pa.error_feedback) {
-    for (std::uint64_t j = 0; j < n; ++j) e[j] = f32(p[j] - static_cast<double>(q[j]));
-  }
-  m = mm;
-  payload.swap(out);
-  return Status::success();
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
@@ -134,7 +88,7 @@ void run_steps(const std::string& text, std::uint64_t n, FusedEfParams pa, int s
     pa.lr = 0.1 / (1.0 + 0.5 * t);  // decaying, so the rescale factor matters
     const CompressContext ctx{static_cast<std::uint32_t>(t), 0, 1, {}, nullptr};
     std::vector<std::uint8_t> pr;
-    ASSERT_TRUE(reference_step(d, ctx, pa, g, mr, er, pr).ok());
+    ASSERT_TRUE(kk::fused_ef_reference_step(d, ctx, pa, g, mr, er, pr).ok());
     ASSERT_EQ(cudaMemcpy(ds.g, g.data(), 4 * n, cudaMemcpyHostToDevice), cudaSuccess);
     std::uint64_t size = 0;
     const Status s =

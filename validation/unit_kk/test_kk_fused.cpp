@@ -167,7 +167,73 @@ TEST(KkFused, StateUntouchedOnError) {
   EXPECT_TRUE(same_bits(m, m0));
   EXPECT_TRUE(same_bits(e, e0));
   EXPECT_EQ(payload, (std::vector<std::uint8_t>{4, 2}));
-  EXPECT_FALSE(kk::fused_ef_supports(desc_or_die("topk:n=10,k=2")));
+  // Every valid descriptor kk:serial runs is supported; an invalid one is not.
+  EXPECT_TRUE(kk::fused_ef_supports(desc_or_die("topk:n=10,k=2")));
+  CompressorDesc bad = desc_or_die("topk:n=10,k=2");
+  bad.kind = static_cast<CompressorKind>(250);  // no such compressor
+  EXPECT_FALSE(kk::fused_ef_supports(bad));
+}
+
+// The compressors without an inline decoder (decode kind 6: their own decompress_accumulate
+// with alpha = -1 forms e'): sparse, quantized, composed and low-rank, every momentum form and
+// lr placement, with and without EF, over several steps (the error memory feeds back).
+TEST(KkFused, SelectionQuantizersAndLowRank) {
+  const char* const cases[] = {"topk:density=0.05",
+                               "topk:k=3",
+                               "dgc:density=0.01",
+                               "dgc:density=0.01,selection=exact",
+                               "threshold:tau=0.5",
+                               "randk:density=0.1",
+                               "randk:density=0.1,indices=private,rescale=unbiased",
+                               "qsgd",
+                               "qsgd:levels=7,bucket=100,norm=max",
+                               "signtopk:density=0.05",
+                               "qsgd_topk:density=0.05,scaled=1",
+                               "qsgd_randk:density=0.05"};
+  for (const char* c : cases) {
+    for (std::uint64_t n : {1ull, 33ull, 4097ull}) {
+      for (int form = 0; form < 4; ++form) {
+        for (LrPlacement lr : {LrPlacement::kInside, LrPlacement::kOutsideRescale}) {
+          FusedEfParams pa;
+          pa.momentum_form = static_cast<MomentumForm>(form);
+          pa.momentum = 0.9;
+          pa.lr_placement = lr;
+          run_steps(c, n, pa, 3);
+        }
+      }
+    }
+    FusedEfParams no_ef;
+    no_ef.error_feedback = false;
+    run_steps(c, 4097, no_ef, 2);
+  }
+  FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kNesterov;
+  pa.momentum = 0.9;
+  run_steps("powersgd:shapes=10x100/100,rank=2", 1100, pa, 3);
+  run_steps("powersgd:shapes=33x70x3,rank=11", 6930, pa, 2);
+}
+
+// A compressor whose decoder runs between C and B (kind 6) must still leave the state alone
+// when C fails: a p that overflows to Inf is rejected by top-k's nonfinite=error check.
+TEST(KkFused, SelectionStateUntouchedOnError) {
+  const std::uint64_t n = 100;
+  const CompressorDesc d = desc_or_die(with_n("topk:density=0.1", n));
+  FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kHeavyBall;
+  pa.momentum = 0.5;
+  pa.lr_placement = LrPlacement::kOutsideRescale;
+  pa.has_lr_prev = true;
+  pa.lr_prev = 10.0;
+  pa.lr = 1.0;
+  std::vector<float> g = normal_data(n, 5), m = normal_data(n, 6), e = normal_data(n, 7);
+  e[10] = 3e38f;
+  const std::vector<float> m0 = m, e0 = e;
+  std::vector<std::uint8_t> payload = {4, 2};
+  const Status s = kk::fused_ef_compress(d, {}, pa, g, m, e, payload);
+  EXPECT_EQ(s.code(), StatusCode::kNonFinite) << s.to_string();
+  EXPECT_TRUE(same_bits(m, m0));
+  EXPECT_TRUE(same_bits(e, e0));
+  EXPECT_EQ(payload, (std::vector<std::uint8_t>{4, 2}));
 }
 
 }  // namespace

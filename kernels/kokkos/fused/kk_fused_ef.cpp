@@ -186,10 +186,7 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
 
 }  // namespace
 
-bool fused_ef_supports(const CompressorDesc& desc) {
-  const auto it = table().find(desc.kind);
-  return it != table().end() && (!it->second.can_implement || it->second.can_implement(desc));
-}
+bool fused_ef_supports(const CompressorDesc& desc) { return can_implement(desc); }
 
 Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
                          const FusedEfParams& params, Span<const float> grad, Span<float> momentum,
