@@ -30,6 +30,11 @@
 
 #include "gradcomp/coll/compressed.hpp"
 #include "gradcomp/coll/mpi_communicator.hpp"
+#if defined(GRADCOMP_HAVE_NCCL)
+#include <cuda_runtime_api.h>
+
+#include "gradcomp/coll/nccl_communicator.hpp"
+#endif
 #include "gradcomp/ref/collectives.hpp"
 
 namespace {
@@ -54,6 +59,7 @@ struct Options {
   std::string impl = "any";
   gradcomp::coll::ReductionMode mode = gradcomp::coll::ReductionMode::kFast;
   std::string json;
+  std::string backend = "mpi";
 };
 
 bool parse_size(const std::string& s, std::uint64_t* out) {
@@ -80,7 +86,8 @@ int usage(const char* msg) {
                "gradcomp-coll-perf: %s\n"
                "usage: gradcomp-coll-perf [-b minbytes] [-e maxbytes] [-f factor] [-n iters]\n"
                "       [-w warmup] [-c 0|1] [--compressor=CASE]... [--algorithm=NAME]\n"
-               "       [--impl=NAME] [--mode=fast|deterministic] [--json=FILE]\n",
+               "       [--impl=NAME] [--mode=fast|deterministic] [--backend=mpi|nccl]\n"
+               "       [--json=FILE]\n",
                msg);
   return 2;
 }
@@ -103,6 +110,8 @@ int help() {
       "                      majority\n"
       "  --impl=NAME         kernel implementation: any, ref:any, kk:serial\n"
       "  --mode=fast|deterministic  reduction order\n"
+      "  --backend=mpi|nccl  transport: MPI on host buffers (default), or NCCL through its\n"
+      "                      host-staging view (one GPU per rank; builds with NCCL only)\n"
       "  --json=FILE         results as JSON (schema in docs/collectives.md)\n");
   return kHelpShown;
 }
@@ -130,7 +139,14 @@ int parse_args(int argc, char** argv, Options& o) {
         o.impl = v;
       else if ((v = long_value("json")))
         o.json = v;
-      else if ((v = long_value("mode"))) {
+      else if ((v = long_value("backend"))) {
+        o.backend = v;
+        if (o.backend != "mpi" && o.backend != "nccl")
+          return usage("--backend must be mpi or nccl");
+#if !defined(GRADCOMP_HAVE_NCCL)
+        if (o.backend == "nccl") return usage("--backend=nccl: this build has no NCCL");
+#endif
+      } else if ((v = long_value("mode"))) {
         const std::string m = v;
         if (m == "fast")
           o.mode = gradcomp::coll::ReductionMode::kFast;
@@ -248,14 +264,47 @@ Status time_op(Communicator& comm, const Options& o, Op op, double* seconds) {
 
 }  // namespace
 
+#if defined(GRADCOMP_HAVE_NCCL)
+// --backend=nccl: the NCCL communicator (device buffers, one GPU per rank) behind its
+// host-staging view, so the same host-buffer collectives run over NCCL.
+struct NcclTransport {
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<Communicator> device;
+  ~NcclTransport() {
+    device.reset();
+    if (stream) (void)cudaStreamDestroy(stream);
+  }
+};
+gradcomp::Result<std::unique_ptr<Communicator>> make_nccl_view(NcclTransport& t) {
+  int devices = 0, rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) {
+    (void)cudaSetDevice(rank % devices);
+    (void)cudaStreamCreate(&t.stream);
+  }
+  // Collective even without a device: every rank then gets kCudaError, none waits.
+  auto d = gradcomp::coll::make_nccl_communicator(MPI_COMM_WORLD, t.stream);
+  if (!d.ok()) return d.status();
+  t.device = std::move(d).value();
+  return gradcomp::coll::make_host_staging_communicator(*t.device, t.stream);
+}
+#endif
+
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rc = 0;
   {
     Options o;
     rc = parse_args(argc, argv, o);
+#if defined(GRADCOMP_HAVE_NCCL)
+    NcclTransport nccl;
+    auto made = rc != 0               ? gradcomp::Result<std::unique_ptr<Communicator>>(Status())
+                : o.backend == "nccl" ? make_nccl_view(nccl)
+                                      : gradcomp::coll::make_mpi_communicator(MPI_COMM_WORLD);
+#else
     auto made = rc == 0 ? gradcomp::coll::make_mpi_communicator(MPI_COMM_WORLD)
                         : gradcomp::Result<std::unique_ptr<Communicator>>(Status());
+#endif
     if (rc == 0 && !made.ok()) {
       std::fprintf(stderr, "%s\n", made.status().to_string().c_str());
       rc = 1;
@@ -270,7 +319,8 @@ int main(int argc, char** argv) {
     const double bus = 2.0 * (p - 1) / p;
     std::vector<Row> rows;
     if (root) {
-      std::printf("# gradcomp-coll-perf: %u ranks, mode %s, impl %s\n", p,
+      std::printf("# gradcomp-coll-perf: %u ranks, backend %s, mode %s, impl %s\n", p,
+                  comm.backend(),
                   o.mode == gradcomp::coll::ReductionMode::kFast ? "fast" : "deterministic",
                   o.impl.c_str());
       std::printf("%12s %10s %-28s %-15s %10s %9s %9s %12s %8s %7s\n", "size(B)", "count",
@@ -320,7 +370,7 @@ int main(int argc, char** argv) {
           wrong = sum_u64(wrong);
         }
         Row row{"dense",
-                "mpi-allreduce",
+                o.backend == "nccl" ? "nccl-allreduce" : "mpi-allreduce",
                 n,
                 4 * n,
                 static_cast<std::uint64_t>(dense_wire),

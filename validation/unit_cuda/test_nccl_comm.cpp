@@ -1,16 +1,21 @@
 // The NCCL communicator under mpiexec -n 2 (or more): every collective of the interface on
 // device buffers against values computed on the host, and a compressed exchange (cuda:native
 // sign payloads allgathered with allgatherv, decompress-accumulated on the device) against the
-// oracle. Without a CUDA device on every rank: exit 77 ("no CUDA device: skipping").
+// oracle; then every compressed collective algorithm over the host-staging view of the NCCL
+// communicator, bit-equal (outputs, server memory, wire bytes) to the same call over MPI.
+// Without a CUDA device on every rank: exit 77 ("no CUDA device: skipping").
 #include <cuda_runtime.h>
 #include <mpi.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
 
+#include "gradcomp/coll/compressed.hpp"
+#include "gradcomp/coll/mpi_communicator.hpp"
 #include "gradcomp/coll/nccl_communicator.hpp"
 #include "gradcomp/kernels/cuda.hpp"
 #include "gradcomp/kernels/registry.hpp"
@@ -152,6 +157,71 @@ void run(gradcomp::Communicator& comm, cudaStream_t s) {
   }
 }
 
+// The compressed collectives are written over host buffers; over the host-staging view of NCCL
+// they must give exactly what they give over MPI (same algorithm code, same reduction order).
+void run_staged(gradcomp::Communicator& nccl, cudaStream_t s) {
+  using namespace gradcomp;
+  using coll::Algorithm;
+  auto staged = coll::make_host_staging_communicator(nccl, s);
+  expect_ok(staged.status(), "make_host_staging_communicator");
+  auto mpi = coll::make_mpi_communicator(MPI_COMM_WORLD);
+  expect_ok(mpi.status(), "make_mpi_communicator");
+  if (!staged.ok() || !mpi.ok()) return;
+  expect(!staged.value()->device_buffers(), "staged communicator takes host buffers");
+  expect(!coll::make_host_staging_communicator(*mpi.value(), s).ok(),
+         "staging refuses a host-buffer communicator");
+  const std::uint32_t r = nccl.rank(), P = nccl.size();
+  struct Case {
+    Algorithm algorithm;
+    const char* compressor;
+  };
+  const Case cases[] = {{Algorithm::kDense, "identity"},
+                        {Algorithm::kAllgather, "topk:density=0.01"},
+                        {Algorithm::kAllgather, "dgc:density=0.01"},
+                        {Algorithm::kSharedSupport, "randk:density=0.05"},
+                        {Algorithm::kSharedSupport, "rbgs:density=0.1"},
+                        {Algorithm::kMajority, "sign"},
+                        {Algorithm::kTwoPhase, "blocksign:block=64"},
+                        {Algorithm::kTwoPhase, "qsgd"},
+                        {Algorithm::kTwoPhase, "terngrad"}};
+  for (const Case& c : cases) {
+    const std::string text =
+        std::string(c.compressor) +
+        (std::string(c.compressor).find(':') == std::string::npos ? ":" : ",") + "n=100003";
+    const CompressorDesc desc = parse_compressor(text).value();
+    const CompressorImpl& impl = *select_impl(desc, "ref:any").value();
+    std::vector<float> in(desc.n);
+    for (std::uint64_t i = 0; i < desc.n; ++i)
+      in[i] = std::sin(0.001f * static_cast<float>(i * (r + 1))) * static_cast<float>(1 + i % 7);
+    CompressContext ctx;
+    ctx.rank = r;
+    coll::CollectiveOptions opt;
+    std::vector<float> out[2];
+    std::vector<float> server[2];
+    coll::CollStats stats[2];
+    Communicator* comms[2] = {staged.value().get(), mpi.value().get()};
+    for (int k = 0; k < 2; ++k) {
+      out[k].assign(desc.n, 0.0f);
+      Status st;
+      if (c.algorithm == Algorithm::kTwoPhase) {
+        server[k].assign(chunk_bounds(desc.n, P)[r].size(), 0.25f);
+        st = coll::two_phase_allreduce(*comms[k], impl, desc, desc, ctx, in, server[k], 1.0, out[k],
+                                       Span<float>(), opt, &stats[k]);
+      } else {
+        st = coll::compressed_allreduce(*comms[k], c.algorithm, impl, desc, ctx, in, out[k], opt,
+                                        &stats[k]);
+      }
+      expect_ok(st, text + (k == 0 ? " over nccl+host" : " over mpi"));
+    }
+    expect(std::memcmp(out[0].data(), out[1].data(), 4 * desc.n) == 0,
+           text + ": staged NCCL output equals the MPI output bit for bit");
+    expect(server[0] == server[1], text + ": server memory equal");
+    expect(stats[0].bytes_sent == stats[1].bytes_sent &&
+               stats[0].bytes_received == stats[1].bytes_received,
+           text + ": same wire bytes");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -185,6 +255,7 @@ int main(int argc, char** argv) {
       ++g_failures;
     } else {
       run(*c.value(), s);
+      run_staged(*c.value(), s);
     }
   }
   cudaStreamDestroy(s);

@@ -25,4 +25,14 @@ namespace gradcomp::coll {
 // so no rank is left waiting in ncclCommInitRank).
 Result<std::unique_ptr<Communicator>> make_nccl_communicator(MPI_Comm comm, cudaStream_t stream);
 
+// A host-buffer view of a device-buffer communicator (NCCL): device_buffers() is false, every
+// call copies its host send extent to device scratch, runs device_comm's collective on `stream`
+// (the stream device_comm was created with), copies the received bytes back and synchronises.
+// With it the compressed collectives (compressed.hpp) and the distributed optimizer, which
+// compute on host buffers, run over NCCL unchanged (bit-identical to their MPI runs); the
+// compression itself stays on the host. device_comm must outlive the returned communicator.
+// kInvalidArgument if device_comm already takes host buffers.
+Result<std::unique_ptr<Communicator>> make_host_staging_communicator(Communicator& device_comm,
+                                                                     cudaStream_t stream);
+
 }  // namespace gradcomp::coll
