@@ -5,10 +5,11 @@ usage: /usr/bin/python3 reports/make_report.py --in DIR_OR_FILE... [--out report
                                                 [--device NAME]
 
 Reads JSON only (never stdout logs) written by gradcomp-bench (Google Benchmark JSON),
-gradcomp-validate (--json), gradcomp-coll-perf and gradcomp-train, and writes
+gradcomp-validate (--json), gradcomp-coll-perf, gradcomp-train and gradcomp-cuda-bench (--json,
+GPU kernel rows, present only where a GPU ran), and writes
 OUT/<device>/index.md plus PNG figures next to it. A directory given to --in is searched
 recursively for *.json; JSON there that no gradcomp tool wrote is skipped with a warning, while
-a file named explicitly must be one of the four. Invalid JSON or a record missing a required
+a file named explicitly must be one of the five. Invalid JSON or a record missing a required
 field stops the run with an error that names the file (exit status 2).
 """
 import argparse
@@ -21,7 +22,10 @@ from pathlib import Path
 
 BENCH, VALIDATE, COLL, TRAIN = "gradcomp-bench", "gradcomp-validate", "gradcomp-coll-perf", \
     "gradcomp-train"
-TOOLS = (BENCH, VALIDATE, COLL, TRAIN)
+CUDA = "gradcomp-cuda-bench"
+TOOLS = (BENCH, VALIDATE, COLL, TRAIN, CUDA)
+# Issue #7's target for the streaming compressors on a GPU: fraction of the device copy bandwidth.
+CUDA_TARGET = 0.80
 OPS = ("compress", "decompress", "decompress_accumulate", "fused_ef")
 # Statuses gradcomp-validate counts as failures (docs/validate.md, "Exit status").
 FAIL_STATUSES = ("FAILED", "MISTRUSTED")
@@ -61,7 +65,7 @@ def classify(data):
         return VALIDATE
     ctx = data.get("context")
     if isinstance(ctx, dict):
-        if ctx.get("tool") in (COLL, TRAIN):
+        if ctx.get("tool") in (COLL, TRAIN, CUDA):
             return ctx["tool"]
         # Google Benchmark writes no tool name; gradcomp-bench's context has these keys.
         if "benchmarks" in data and ("library_build_type" in ctx or "git_sha" in ctx
@@ -240,6 +244,22 @@ def parse_coll(path, d):
     return {"path": path, "context": ctx, "rows": rows}
 
 
+def parse_cuda(path, d):
+    ctx = need_dict(d["context"], f"{path}: context")
+    text(ctx, "device", f"{path}: context")
+    number(ctx, "copy_GBps", f"{path}: context", nullable=False)
+    rows = []
+    for i, r in enumerate(need_list(d, "results", str(path))):
+        where = f"{path}: results[{i}]"
+        need_dict(r, where)
+        row = {"case": text(r, "bench", where)}
+        for k in ("n", "payload_bytes", "compress_GBps", "compress_frac_copy_bw",
+                  "accumulate_GBps", "accumulate_frac_copy_bw"):
+            row[k] = number(r, k, where, nullable=False)
+        rows.append(row)
+    return {"path": path, "context": ctx, "rows": rows}
+
+
 def parse_train(path, d):
     ctx = need_dict(d["context"], f"{path}: context")
     text(ctx, "preset", f"{path}: context")
@@ -257,7 +277,8 @@ def parse_train(path, d):
     return {"path": path, "context": ctx, "epochs": epochs}
 
 
-PARSERS = {BENCH: parse_bench, VALIDATE: parse_validate, COLL: parse_coll, TRAIN: parse_train}
+PARSERS = {BENCH: parse_bench, VALIDATE: parse_validate, COLL: parse_coll, TRAIN: parse_train,
+           CUDA: parse_cuda}
 
 
 def load_inputs(inputs, warn):
@@ -548,6 +569,47 @@ def coll_section(runs, device, outdir):
     return md, [name]
 
 
+def cuda_section(runs, outdir):
+    """GPU kernel rows (gradcomp-cuda-bench --json); nothing at all without them, since most
+    runs have no GPU."""
+    if not runs:
+        return [], []
+    plt = pyplot()
+    md = ["## GPU kernels (gradcomp-cuda-bench)", ""]
+    names = []
+    for k, run in enumerate(runs):
+        ctx, rows = run["context"], run["rows"]
+        gpu = str(ctx["device"])
+        footer = stamp(gpu, [ctx])
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
+        x = list(range(len(rows)))
+        ax.bar([i - 0.2 for i in x], [r["compress_frac_copy_bw"] for r in rows], width=0.4,
+               label="compress")
+        ax.bar([i + 0.2 for i in x], [r["accumulate_frac_copy_bw"] for r in rows], width=0.4,
+               label="decompress-accumulate")
+        ax.axhline(CUDA_TARGET, color="k", ls="--", lw=1,
+                   label=f"target {CUDA_TARGET:.0%} (streaming)")
+        ax.set_xticks(x)
+        ax.set_xticklabels([wrap(strip_n(r["case"]), 18) for r in rows], fontsize=7)
+        ax.set_ylabel("fraction of device copy bandwidth")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=7)
+        ax.set_title(f"cuda:native at n = {int(ctx.get('n', rows[0]['n'] if rows else 0))}, copy "
+                     f"{ctx['copy_GBps']:.0f} GB/s — {gpu}", fontsize=10)
+        name = save(fig, outdir, f"cuda_roofline_{k}.png", footer)
+        names.append(name)
+        md += [f"Input: `{run['path']}` — {gpu}, device copy {ctx['copy_GBps']:.1f} GB/s", "",
+               f"![GPU kernels]({name})", ""]
+        md += md_table(["compressor", "n", "payload B", "compress GB/s", "compress frac",
+                        "accumulate GB/s", "accumulate frac"],
+                       [(f"`{strip_n(r['case'])}`", f"{r['n']:.0f}", f"{r['payload_bytes']:.0f}",
+                         fmt(r["compress_GBps"], ".1f"), fmt(r["compress_frac_copy_bw"], ".3f"),
+                         fmt(r["accumulate_GBps"], ".1f"),
+                         fmt(r["accumulate_frac_copy_bw"], ".3f")) for r in rows])
+        md.append("")
+    return md, names
+
+
 def train_summary(run):
     """Summary numbers of one training run (final accuracy = the last epoch's)."""
     ep = run["epochs"]
@@ -694,6 +756,8 @@ def make_report(inputs, out, device=None, warn=lambda m: print(f"make_report: wa
     """Writes OUT/<device>/index.md and the figures; returns the index path."""
     found = load_inputs(inputs, warn)
     contexts = [r["context"] for t in (BENCH, COLL, TRAIN) for r in found[t]]
+    if not contexts:  # a GPU-only report is named after the GPU
+        contexts = [r["context"] for r in found[CUDA]]
     devices = list(dict.fromkeys(d for d in map(device_of, contexts) if d))
     if device is None:
         device = devices[0] if devices else "unknown-device"
@@ -703,7 +767,8 @@ def make_report(inputs, out, device=None, warn=lambda m: print(f"make_report: wa
     outdir = Path(out) / sanitize(device)
     outdir.mkdir(parents=True, exist_ok=True)
     # Figures of an earlier report in this folder would outlive their inputs: remove ours.
-    for old in [*outdir.glob("bench_*.png"), outdir / "coll_perf.png",
+    for old in [*outdir.glob("bench_*.png"), *outdir.glob("cuda_roofline_*.png"),
+                outdir / "coll_perf.png",
                 outdir / "train_accuracy.png"]:
         old.unlink(missing_ok=True)
     shas = sorted({short_sha(c) for c in contexts}) or ["unknown"]
@@ -720,6 +785,8 @@ def make_report(inputs, out, device=None, warn=lambda m: print(f"make_report: wa
     sec, _ = coll_section(found[COLL], device, outdir)
     md += sec
     sec, _ = train_section(found[TRAIN], device, outdir)
+    md += sec
+    sec, _ = cuda_section(found[CUDA], outdir)
     md += sec
     md += validate_section(found[VALIDATE])
     index = outdir / "index.md"

@@ -4,6 +4,7 @@
 #   2. a kernel benchmark: gradcomp-bench against the copy bandwidth measured in the same run,
 #   3. a collective sweep: gradcomp-coll-perf with 2 MPI ranks, compressed vs dense allreduce,
 #   4. a short training run: ResNet-8 on Fashion-MNIST, 2 ranks, sgdm + 3 compressed presets,
+#   5. where a GPU is present: gradcomp-cuda-bench (cuda:native against the device copy bandwidth),
 # and turns their JSON into reports/out/<device>/index.md with figures (reports/make_report.py).
 # Usage: scripts/run-main.sh [--full] [--out DIR] [--help]
 #   --full     the full version: CI validation tier, sizes up to 2^26, collectives up to 256 MiB,
@@ -84,12 +85,14 @@ TRAIN="$BUILD/bench/train/gradcomp-train"
 
 if ((FULL)); then
   TIER=ci
+  CUDA_N=67108864
   BENCH_ARGS=(--sizes=2^10,2^14,2^18,2^20,2^22,2^24,2^26 --benchmark_min_time=0.2)
   COLL_ARGS=(-b 4K -e 256M -f 4 -n 10 -w 3 -c 1)
   TRAIN_ARGS=(--model resnet20 --train-subset 20000 --epochs 5 --batch 32 --lr 0.05
     --lr-schedule cosine --warmup-epochs 0.5)
 else
   TIER=smoke
+  CUDA_N=16777216
   BENCH_ARGS=(--sizes=2^14,2^18,2^20 --impls=kk:serial,ref:any --benchmark_min_time=0.02)
   COLL_ARGS=(-b 64K -e 16M -f 4 -n 5 -w 2 -c 1)
   TRAIN_ARGS=(--model resnet8 --train-subset 4096 --test-subset 2000 --epochs 3 --batch 32
@@ -128,6 +131,22 @@ run_train() {
   done
   return "$ok"
 }
+# GPU rows for the report where a GPU is present (CUDA build + device); a skip otherwise.
+run_cuda_bench() {
+  local cb="$BUILD/bench/cuda/gradcomp-cuda-bench" code=0
+  if [[ ! -x "$cb" ]]; then
+    echo "CUDA code not built: no GPU kernel rows"
+    return 0
+  fi
+  "$cb" "--n=$CUDA_N" --reps=10 --json="$RUN_DIR/cuda-bench.json" >"$RUN_DIR/cuda-bench.log" ||
+    code=$?
+  if ((code == 77)); then
+    cat "$RUN_DIR/cuda-bench.log"
+    return 0
+  fi
+  tail -n 4 "$RUN_DIR/cuda-bench.log"
+  return "$code"
+}
 make_report() {
   "$PY" "$ROOT/reports/make_report.py" --in "$RUN_DIR" --out "$OUT_ROOT"
 }
@@ -136,6 +155,7 @@ step "validation ($TIER tier)" run_validate
 step "kernel benchmark" run_bench
 step "collectives ($RANKS ranks)" run_coll
 step "training (ResNet, $RANKS ranks)" run_train
+step "GPU kernel benchmark (where a GPU is present)" run_cuda_bench
 step "report" make_report
 
 echo

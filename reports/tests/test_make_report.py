@@ -379,3 +379,53 @@ def test_bench_fused_ef_rows_are_reported(tmp_path):
     rows = {(c[1], c[2]): c for c in table_rows(md, "`blocksign:seed=0`")}
     assert float(rows[("kk:serial", "fused_ef")][6]) == pytest.approx(0.75)
     assert float(rows[("ref:any", "fused_ef")][6]) == pytest.approx(0.1)
+
+
+CUDA_FIXTURE = {
+    "context": {"tool": "gradcomp-cuda-bench", "device": "Fixture GPU H999", "hostname": "gpu-box",
+                "git_sha": "abcdef0123456789", "date": "2026-12-05T10:00:00Z", "n": 67108864,
+                "reps": 20, "copy_GBps": 3000.0},
+    "results": [
+        {"bench": "sign:n=67108864,seed=0,nonfinite=error", "impl": "cuda:native", "n": 67108864,
+         "payload_bytes": 8388640, "compress_ms": 0.1, "compress_GBps": 2768.2,
+         "compress_frac_copy_bw": 0.923, "accumulate_ms": 0.2, "accumulate_GBps": 2726.3,
+         "accumulate_frac_copy_bw": 0.909},
+        {"bench": "topk:n=67108864,seed=0,density=0.001,nonfinite=error", "impl": "cuda:native",
+         "n": 67108864, "payload_bytes": 536896, "compress_ms": 3.0, "compress_GBps": 89.6,
+         "compress_frac_copy_bw": 0.03, "accumulate_ms": 0.18, "accumulate_GBps": 2985.5,
+         "accumulate_frac_copy_bw": 0.995}]}
+
+
+def test_gpu_rows_when_cuda_bench_json_is_present(tmp_path):
+    shutil.copytree(FIXTURES, tmp_path / "in")
+    (tmp_path / "in" / "cuda.json").write_text(json.dumps(CUDA_FIXTURE))
+    r = run("--in", tmp_path / "in", "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    index = tmp_path / "out" / DEVICE_DIR / "index.md"  # still named after the CPU runs
+    md = index.read_text(encoding="utf-8")
+    assert "## GPU kernels (gradcomp-cuda-bench)" in md
+    assert "Fixture GPU H999, device copy 3000.0 GB/s" in md
+    assert table_row(md, "`sign:seed=0,nonfinite=error`") == [
+        "`sign:seed=0,nonfinite=error`", "67108864", "8388640", "2768.2", "0.923", "2726.3",
+        "0.909"]
+    assert table_row(md, "`topk:seed=0,density=0.001,nonfinite=error`")[3:5] == ["89.6", "0.030"]
+    png = index.parent / "cuda_roofline_0.png"
+    assert "](cuda_roofline_0.png)" in md
+    stamp = png_text(png)["Description"]
+    assert "Fixture GPU H999" in stamp and "abcdef012345" in stamp and "2026-12-05" in stamp
+
+
+def test_no_gpu_section_without_cuda_json(report):
+    _, md = report
+    assert "GPU kernels" not in md
+
+
+def test_cuda_json_missing_field_names_file(tmp_path):
+    d = json.loads(json.dumps(CUDA_FIXTURE))
+    del d["results"][1]["compress_GBps"]
+    f = tmp_path / "cuda.json"
+    f.write_text(json.dumps(d))
+    r = run("--in", f, "--out", tmp_path / "out")
+    assert r.returncode == 2
+    assert f"{f}: results[1]: missing 'compress_GBps'" in r.stderr
+    assert "Traceback" not in r.stderr
