@@ -83,7 +83,10 @@ std::vector<RbgsShape> rbgs_shapes(const CompressorDesc& desc) {
   return out;
 }
 
-// One run per selected block row: its columns and all trailing axes are contiguous.
+// One run per selected block row (its columns and all trailing axes are contiguous), merged
+// with the previous run when it continues it both in the input and in the body: whole rows
+// (every 1-D tensor) then form one run instead of one per element, which made grbs per-run
+// overhead bound (2^19 one-element runs at n = 2^24).
 void grbs_draw(const CompressorDesc& desc, const CompressContext& ctx, std::vector<Run>& runs,
                std::uint64_t& count) {
   const RngStream rng(desc.seed, RngPurpose::kGrbsBlocks, ctx.step, ctx.tensor_id, kSharedRank);
@@ -100,7 +103,13 @@ void grbs_draw(const CompressorDesc& desc, const CompressContext& ctx, std::vect
     }
     const std::uint64_t len = (c1 - c0) * b.inner;
     for (std::uint64_t r = r0; r < r1; ++r) {
-      runs.push_back(Run{b.offset + (r * b.d1 + c0) * b.inner, count, len});
+      const std::uint64_t at = b.offset + (r * b.d1 + c0) * b.inner;
+      Run* last = runs.empty() ? nullptr : &runs.back();
+      if (last && last->at + last->len == at && last->pos + last->len == count) {
+        last->len += len;
+      } else {
+        runs.push_back(Run{at, count, len});
+      }
       count += len;
     }
   }
