@@ -92,16 +92,7 @@ class HostStagingCommunicator final : public Communicator {
     GRADCOMP_TRY(stage_in(send, send_bytes, 0));
     GRADCOMP_TRY(recv_.reserve(total));
     GRADCOMP_TRY(inner_.allgatherv(send_.get(), send_bytes, recv_.get(), recv_bytes, recv_offsets));
-    // Only the received blocks: bytes of recv outside them belong to the caller.
-    for (std::size_t r = 0; r < recv_bytes.size(); ++r) {
-      if (recv_bytes[r] == 0) continue;
-      GC_STAGE_CUDA(
-          cudaMemcpyAsync(static_cast<char*>(recv) + recv_offsets[r], recv_.get() + recv_offsets[r],
-                          recv_bytes[r], cudaMemcpyDeviceToHost, stream_),
-          "copy out");
-    }
-    GC_STAGE_CUDA(cudaStreamSynchronize(stream_), "synchronise");
-    return Status::success();
+    return stage_out_blocks(recv, recv_bytes, recv_offsets);
   }
   Status alltoall(const void* send, void* recv, std::uint64_t bytes) override {
     GRADCOMP_TRY(stage_in(send, bytes * size(), 0));
@@ -117,15 +108,7 @@ class HostStagingCommunicator final : public Communicator {
     GRADCOMP_TRY(recv_.reserve(extent(recv_bytes, recv_offsets)));
     GRADCOMP_TRY(inner_.alltoallv(send_.get(), send_bytes, send_offsets, recv_.get(), recv_bytes,
                                   recv_offsets));
-    for (std::size_t r = 0; r < recv_bytes.size(); ++r) {
-      if (recv_bytes[r] == 0) continue;
-      GC_STAGE_CUDA(
-          cudaMemcpyAsync(static_cast<char*>(recv) + recv_offsets[r], recv_.get() + recv_offsets[r],
-                          recv_bytes[r], cudaMemcpyDeviceToHost, stream_),
-          "copy out");
-    }
-    GC_STAGE_CUDA(cudaStreamSynchronize(stream_), "synchronise");
-    return Status::success();
+    return stage_out_blocks(recv, recv_bytes, recv_offsets);
   }
   Status broadcast(void* buffer, std::uint64_t bytes, std::uint32_t root) override {
     GRADCOMP_TRY(stage_in(buffer, bytes, 0));
@@ -151,6 +134,19 @@ class HostStagingCommunicator final : public Communicator {
   Status stage_out(void* host, std::uint64_t bytes) {
     if (bytes > 0) {
       GC_STAGE_CUDA(cudaMemcpyAsync(host, recv_.get(), bytes, cudaMemcpyDeviceToHost, stream_),
+                    "copy out");
+    }
+    GC_STAGE_CUDA(cudaStreamSynchronize(stream_), "synchronise");
+    return Status::success();
+  }
+
+  // Only the received blocks: bytes of recv outside them belong to the caller.
+  Status stage_out_blocks(void* host, Span<const std::uint64_t> bytes,
+                          Span<const std::uint64_t> offsets) {
+    for (std::size_t r = 0; r < bytes.size(); ++r) {
+      if (bytes[r] == 0) continue;
+      GC_STAGE_CUDA(cudaMemcpyAsync(static_cast<char*>(host) + offsets[r], recv_.get() + offsets[r],
+                                    bytes[r], cudaMemcpyDeviceToHost, stream_),
                     "copy out");
     }
     GC_STAGE_CUDA(cudaStreamSynchronize(stream_), "synchronise");

@@ -706,6 +706,32 @@ Status body_check(const CompressorDesc& desc, Slots& slots, cudaStream_t s, cons
   return Status::success();
 }
 
+// Head of the k-sparse decoders (dgc and the compositions): the dense flag must be set exactly
+// when k >= n; a dense payload is checked and decoded here (done = true), otherwise the caller
+// decodes the sparse body.
+Status decode_k_dense(const CompressorDesc& desc, const WireHeader& h, const std::uint8_t* body,
+                      std::uint64_t k, float* out, bool acc, float alpha, Slots& slots,
+                      cudaStream_t s, bool& done) {
+  const std::uint64_t n = desc.n;
+  const bool dense = sparse_dense(desc, k);
+  done = false;
+  if (((h.flags & kFlagDense) != 0) != dense) {
+    return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear", " but k = ", k,
+                   " and n = ", n, dense ? " require it" : " forbid it");
+  }
+  if (!dense) return Status::success();
+  if (h.count != n) return corrupt(desc, "dense payload count ", h.count, " != n ", n);
+  if (h.body_bytes != 4 * n) return corrupt(desc, "dense body is ", h.body_bytes, " bytes");
+  const auto* vals = reinterpret_cast<const float*>(body);
+  if (desc.nonfinite != NonfinitePolicy::kPropagate) {
+    GC_CU(detail::check_values(vals, n, false, -1.0, slots.d(), s));
+    GRADCOMP_TRY(body_check(desc, slots, s, "dense value finiteness"));
+  }
+  GC_CU(detail::elem_decode(ElemFmt::kF32, vals, n, out, acc, alpha, s));
+  done = true;
+  return Status::success();
+}
+
 // The header has been read and checked (read_header); body is on the device.
 Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const WireHeader& h,
                    const std::uint8_t* body, float* out, bool acc, float alpha, cudaStream_t s) {
@@ -863,22 +889,9 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
     }
     case CompressorKind::kDgc: {
       const std::uint64_t k = sparsifier_k(desc, n);
-      const bool dense = sparse_dense(desc, k);
-      if (((h.flags & kFlagDense) != 0) != dense) {
-        return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
-                       " but k = ", k, " and n = ", n, dense ? " require it" : " forbid it");
-      }
-      if (dense) {
-        if (h.count != n) return corrupt(desc, "dense payload count ", h.count, " != n ", n);
-        if (body_bytes != 4 * n) return corrupt(desc, "dense body is ", body_bytes, " bytes");
-        const auto* vals = reinterpret_cast<const float*>(body);
-        if (!allow) {
-          GC_CU(detail::check_values(vals, n, false, -1.0, slots.d(), s));
-          GRADCOMP_TRY(body_check(desc, slots, s, "dense value finiteness"));
-        }
-        GC_CU(detail::elem_decode(ElemFmt::kF32, vals, n, out, acc, alpha, s));
-        break;
-      }
+      bool done = false;
+      GRADCOMP_TRY(decode_k_dense(desc, h, body, k, out, acc, alpha, slots, s, done));
+      if (done) break;
       const std::uint64_t count = h.count;
       if (count > k) return corrupt(desc, "header count ", count, " exceeds k = ", k);
       if (body_bytes != 8 * count) {
@@ -927,22 +940,9 @@ Status decode_impl(const CompressorDesc& desc, const CompressContext& ctx, const
     case CompressorKind::kQsgdTopK:
     case CompressorKind::kQsgdRandK: {
       const std::uint64_t k = sparsifier_k(desc, n);
-      const bool dense = sparse_dense(desc, k);
-      if (((h.flags & kFlagDense) != 0) != dense) {
-        return corrupt(desc, "dense flag is ", (h.flags & kFlagDense) ? "set" : "clear",
-                       " but k = ", k, " and n = ", n, dense ? " require it" : " forbid it");
-      }
-      if (dense) {
-        if (h.count != n) return corrupt(desc, "dense payload count ", h.count, " != n ", n);
-        if (body_bytes != 4 * n) return corrupt(desc, "dense body is ", body_bytes, " bytes");
-        const auto* vals = reinterpret_cast<const float*>(body);
-        if (!allow) {
-          GC_CU(detail::check_values(vals, n, false, -1.0, slots.d(), s));
-          GRADCOMP_TRY(body_check(desc, slots, s, "dense value finiteness"));
-        }
-        GC_CU(detail::elem_decode(ElemFmt::kF32, vals, n, out, acc, alpha, s));
-        break;
-      }
+      bool done = false;
+      GRADCOMP_TRY(decode_k_dense(desc, h, body, k, out, acc, alpha, slots, s, done));
+      if (done) break;
       if (h.count != k) return corrupt(desc, "count ", h.count, " != k ", k);
       if (body_bytes != composed_body(desc, k)) {
         return corrupt(desc, "body is ", body_bytes, " bytes, expected ", composed_body(desc, k),
