@@ -659,6 +659,7 @@ __global__ void fused_update_k(FusedStep st, const float* __restrict__ g, float*
       case 0: q = static_cast<const float*>(body)[j]; break;
       case 1: q = f16_bits_to_float(static_cast<const std::uint16_t*>(body)[j]); break;
       case 2: q = bf16_bits_to_float(static_cast<const std::uint16_t*>(body)[j]); break;
+      case 4: q = 0.0f; break;  // p is e' already
       default: {  // sign bits times the block scale (bit set -> -s, also for 0 and NaN)
         const float sc = scales ? scales[group_of(groups, j)] : 1.0f;
         const std::uint32_t w = static_cast<const std::uint32_t*>(body)[j / 32];

@@ -166,7 +166,9 @@ struct FusedStep {
   double eta = 1.0;
   double rescale = 1.0;  // outside_rescale: eta_{t-1} / eta_t (1 on the first step)
   bool ef = true;
-  int decode = 0;  // payload body: 0 f32, 1 f16, 2 bf16, 3 sign bits (x scales)
+  // payload body: 0 f32, 1 f16, 2 bf16, 3 sign bits (x scales); 4 none: p already holds
+  // e' = f32(p - D) (the compressor's decompress_accumulate with alpha = -1 ran on it)
+  int decode = 0;
 };
 // Sweep A: p = S2-S4(g, m, e) into p; a non-finite g -> kSlotInput = first index.
 cudaError_t fused_p(const FusedStep& st, const float* g, const float* m, const float* e,

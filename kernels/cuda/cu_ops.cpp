@@ -1210,16 +1210,7 @@ Status decompress_accumulate(const CompressorDesc& desc, const CompressContext& 
   return decode_device(desc, ctx, d_payload, payload_size, d_out, true, alpha, stream);
 }
 
-bool fused_ef_supports(const CompressorDesc& desc) {
-  switch (desc.kind) {
-    case CompressorKind::kIdentity:
-    case CompressorKind::kFp16:
-    case CompressorKind::kBf16:
-    case CompressorKind::kSign:
-    case CompressorKind::kBlockSign: return true;
-    default: return false;
-  }
-}
+bool fused_ef_supports(const CompressorDesc& desc) { return implements(desc); }
 
 Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
                          const kk::FusedEfParams& params, const float* d_grad, float* d_momentum,
@@ -1249,10 +1240,14 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
                    ? params.lr_prev / params.lr
                    : 1.0;
   st.ef = params.error_feedback;
-  st.decode = desc.kind == CompressorKind::kIdentity ? 0
-              : desc.kind == CompressorKind::kFp16   ? 1
-              : desc.kind == CompressorKind::kBf16   ? 2
-                                                     : 3;
+  switch (desc.kind) {
+    case CompressorKind::kIdentity: st.decode = 0; break;
+    case CompressorKind::kFp16: st.decode = 1; break;
+    case CompressorKind::kBf16: st.decode = 2; break;
+    case CompressorKind::kSign:
+    case CompressorKind::kBlockSign: st.decode = 3; break;
+    default: st.decode = 4; break;  // no inline decoder: see below
+  }
   // A: p (scratch) and the gradient check; nothing of the caller's is written yet.
   DevBuf p;
   GRADCOMP_TRY(p.alloc(4 * n, s));
@@ -1270,6 +1265,11 @@ Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
   // C: the compressor on p (its own checks; memories still untouched on error).
   std::uint64_t size = 0;
   GRADCOMP_TRY(compress_impl(desc, ctx, p.as<float>(), d_payload, &size, s));
+  if (st.decode == 4 && st.ef) {
+    // p -= D(C(p)) with the compressor's own fused accumulate (f32(f64(p) + f64(-1) f64(D)):
+    // the bits of f32(p - D)); a decode error here still leaves m and e untouched.
+    GRADCOMP_TRY(decompress_accumulate(desc, ctx, d_payload, size, -1.0f, p.as<float>(), s));
+  }
   // B: m' and e' = p - D(C(p)).
   const std::uint8_t* body = d_payload + kHeaderBytes;
   DevGroups groups;

@@ -127,6 +127,25 @@ TEST(CudaFused, EveryFormAndPlacement) {
   }
 }
 
+// Compressors without an inline decoder (their decompress_accumulate with alpha = -1 forms e'),
+// the reduction-free ones so that every bit is comparable on general data: sparse selections and
+// block sparsifiers.
+TEST(CudaFused, SparseAndBlockCompressors) {
+  for (const char* c : {"topk:density=0.05", "topk:k=3", "dgc:density=0.01", "threshold:tau=0.01",
+                        "randk:density=0.1", "randk:density=0.1,indices=private,rescale=unbiased",
+                        "grbs:rho0=0.25", "rbgs:density=0.1", "rbgs:density=0.2,align=partition"}) {
+    for (std::uint64_t n : {1ull, 33ull, 4097ull}) {
+      for (int form = 0; form < 4; ++form) {
+        FusedEfParams pa;
+        pa.momentum_form = static_cast<MomentumForm>(form);
+        pa.momentum = 0.9;
+        pa.lr_placement = form % 2 ? LrPlacement::kInside : LrPlacement::kOutsideRescale;
+        run_steps(c, n, pa, 3);
+      }
+    }
+  }
+}
+
 // Blocksign with scales: the device's tree reduction equals the oracle's index-order sum only
 // when the sums are exact, so one step of p = g on dyadic data (no momentum, lr outside, e = 0):
 // payload (scales included) and e' bitwise.

@@ -60,10 +60,12 @@ Status decompress_accumulate(const CompressorDesc& desc, const CompressContext& 
 
 // Fused error-feedback worker step on device buffers, with the semantics of
 // kk::fused_ef_compress (fused_ef.hpp: S2-S6 of the reference engine, bit-identical payload and
-// memories). Compressors: identity, fp16, bf16, sign, blocksign. d_momentum may be null for
-// momentum_form=none, d_error without error feedback. Three sweeps: p = S2-S4(g, m, e) into a
-// scratch buffer (with the gradient's finiteness check), the compressor on p, then m' and
-// e' = p - D(C(p)) decoded inline from the payload. On error (kNonFinite "grad[i]" or the
+// memories). Compressors: every one cuda:native implements (implements()). d_momentum may be
+// null for momentum_form=none, d_error without error feedback. Three sweeps: p = S2-S4(g, m, e)
+// into a scratch buffer (with the gradient's finiteness check), the compressor on p, then m' and
+// e' = p - D(C(p)): D decoded inline from the payload for identity, fp16, bf16, sign and
+// blocksign; for the others the compressor's decompress_accumulate with alpha = -1 turns the
+// scratch p into e' first (same bits). On error (kNonFinite "grad[i]" or the
 // compressor's own) momentum and error are untouched; the payload bytes are unspecified.
 bool fused_ef_supports(const CompressorDesc& desc);
 Status fused_ef_compress(const CompressorDesc& desc, const CompressContext& ctx,
