@@ -560,23 +560,47 @@ std::uint64_t blocksign_payload_bytes(const CompressorDesc& desc) {
 template <class Space>
 void block_scales(UView<const float, Space> in, UView<const std::uint64_t, Space> off, bool l1,
                   UView<float, Space> scales) {
+  // kLanes consecutive blocks of equal length per work item, summed side by side: each block
+  // keeps its own in-order chain, but the chains interleave, so the add latency (4 cycles, one
+  // element per chain) overlaps across blocks instead of bounding the loop. Uneven groups
+  // (the last block, per-segment blocks) sum one block after the other.
+  constexpr std::uint64_t kLanes = 8;
+  const std::uint64_t nb = scales.extent(0);
   Kokkos::parallel_for(
-      "gradcomp::kk::block_scales", Range<Space>(0, scales.extent(0)),
-      KOKKOS_LAMBDA(const std::uint64_t b) {
-        double acc = 0.0;
-        const std::uint64_t e = off(b + 1);
-        if (l1) {
-          for (std::uint64_t i = off(b); i < e; ++i) acc += ::fabs(static_cast<double>(in(i)));
+      "gradcomp::kk::block_scales", Range<Space>(0, (nb + kLanes - 1) / kLanes),
+      KOKKOS_LAMBDA(const std::uint64_t g) {
+        const std::uint64_t b0 = g * kLanes, b1 = b0 + kLanes < nb ? b0 + kLanes : nb;
+        const std::uint64_t len = off(b0 + 1) - off(b0);
+        std::uint32_t uneven = b1 - b0 != kLanes;
+        for (std::uint64_t b = b0; b < b1; ++b) uneven |= off(b + 1) - off(b) != len;
+        double acc[kLanes] = {};
+        if (uneven == 0) {
+          const float* p = &in(off(b0));
+          for (std::uint64_t i = 0; i < len; ++i) {
+            for (std::uint64_t k = 0; k < kLanes; ++k) {
+              const double x = static_cast<double>(p[k * len + i]);
+              acc[k] += l1 ? ::fabs(x) : x * x;
+            }
+          }
         } else {
-          for (std::uint64_t i = off(b); i < e; ++i) {
-            const double x = static_cast<double>(in(i));
-            acc += x * x;
+          for (std::uint64_t b = b0; b < b1; ++b) {
+            const std::uint64_t e = off(b + 1);
+            double a = 0.0;
+            for (std::uint64_t i = off(b); i < e; ++i) {
+              const double x = static_cast<double>(in(i));
+              a += l1 ? ::fabs(x) : x * x;
+            }
+            acc[b - b0] = a;
           }
         }
-        const double dn = static_cast<double>(e - off(b));
-        float s = l1 ? static_cast<float>(acc / dn) : static_cast<float>(::sqrt(acc) / ::sqrt(dn));
-        if (s != s) s = bits_float(0x7FC00000u);
-        scales(b) = s;
+        for (std::uint64_t b = b0; b < b1; ++b) {
+          const double dn = static_cast<double>(off(b + 1) - off(b));
+          const double sum = acc[b - b0];
+          float s =
+              l1 ? static_cast<float>(sum / dn) : static_cast<float>(::sqrt(sum) / ::sqrt(dn));
+          if (s != s) s = bits_float(0x7FC00000u);
+          scales(b) = s;
+        }
       });
 }
 
