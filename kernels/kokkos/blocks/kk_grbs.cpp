@@ -72,7 +72,9 @@ std::vector<Block> draw(const CompressorDesc& desc, const CompressContext& ctx) 
 }
 
 // The selection as runs in body order: one run per selected row (its columns and all trailing
-// axes are contiguous in row-major order).
+// axes are contiguous in row-major order), merged with the previous run when both continue
+// it: whole rows (every 1-D tensor) form one run, not one per element (2^19 one-element runs
+// at n = 2^24 made grbs per-run overhead bound).
 std::vector<Run> runs_of(const std::vector<Block>& blocks, std::uint64_t& count) {
   std::vector<Run> runs;
   count = 0;
@@ -80,7 +82,13 @@ std::vector<Run> runs_of(const std::vector<Block>& blocks, std::uint64_t& count)
     if (!b.selected) continue;
     const std::uint64_t len = (b.c1 - b.c0) * b.inner;
     for (std::uint64_t r = b.r0; r < b.r1; ++r) {
-      runs.push_back(Run{b.offset + (r * b.d1 + b.c0) * b.inner, count, len});
+      const std::uint64_t at = b.offset + (r * b.d1 + b.c0) * b.inner;
+      if (!runs.empty() && runs.back().at + runs.back().len == at &&
+          runs.back().pos + runs.back().len == count) {
+        runs.back().len += len;
+      } else {
+        runs.push_back(Run{at, count, len});
+      }
       count += len;
     }
   }
