@@ -99,6 +99,27 @@ TEST(KkStreaming, HalfCodecsAllPatterns) {
   }
 }
 
+// Sign decoding adds alpha * (+-s) as one double with a flipped sign bit, except where that is
+// not exact (NaN alpha, NaN scale under nonfinite=propagate): both paths against the reference.
+TEST(KkStreaming, SignAccumulateNanAlphaAndScale) {
+  for (const char* text : {"sign", "blocksign:block=64,nonfinite=propagate",
+                           "blocksign:block=64,scale=l2,nonfinite=propagate"}) {
+    const CompressorDesc d = with_n(text, 1000);
+    SCOPED_TRACE(d.to_string());
+    const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+    std::vector<float> v = data(1000, 0);
+    if (d.nonfinite == NonfinitePolicy::kPropagate) v[100] = std::nanf("");  // block 1
+    std::vector<std::uint8_t> p;
+    ASSERT_TRUE(ref.compress(d, {}, v, p).ok());
+    for (const float alpha : {0.375f, -0.0f, std::nanf(""), -INFINITY}) {
+      std::vector<float> ak = data(1000, 1), ar = ak;
+      ASSERT_TRUE(kk.decompress_accumulate(d, {}, p, alpha, Span<float>(ak)).ok());
+      ASSERT_TRUE(ref.decompress_accumulate(d, {}, p, alpha, Span<float>(ar)).ok());
+      EXPECT_TRUE(same_bits(ak, ar)) << "alpha " << alpha;
+    }
+  }
+}
+
 // fp16 overflow of a finite input under nonfinite=error: same code and index as the reference,
 // and a NaN elsewhere (even later) takes precedence like the reference's input sweep.
 TEST(KkStreaming, Fp16OverflowStatus) {

@@ -41,6 +41,16 @@ KOKKOS_INLINE_FUNCTION std::uint64_t chunk_end(std::uint64_t c, std::uint64_t n)
 KOKKOS_INLINE_FUNCTION bool nonfinite_bits(float x) {
   return (float_bits(x) & 0x7F800000u) == 0x7F800000u;
 }
+KOKKOS_INLINE_FUNCTION std::uint64_t double_bits(double x) {
+  std::uint64_t u;
+  ::memcpy(&u, &x, sizeof u);
+  return u;
+}
+KOKKOS_INLINE_FUNCTION double bits_double(std::uint64_t u) {
+  double x;
+  ::memcpy(&x, &u, sizeof x);
+  return x;
+}
 KOKKOS_INLINE_FUNCTION std::uint64_t min_u64(std::uint64_t a, std::uint64_t b) {
   return a < b ? a : b;
 }
@@ -479,15 +489,33 @@ void decode_signs_t(const std::uint32_t* words, const std::vector<std::uint64_t>
         std::uint32_t bit_of[32];
         for (std::uint32_t j = 0; j < 32; ++j) bit_of[j] = 1u << j;
         const std::uint32_t sb = float_bits(s);
+        // Accumulate adds alpha * D = alpha * (+-s). Unless alpha or s is NaN, alpha * -s is
+        // exactly -(alpha * s) (round to nearest is sign-symmetric): one double with a
+        // per-element sign flip, saving a float->double conversion and a multiply per element.
+        // A NaN keeps the per-element product, whose NaN sign is the reference's. (Not tested
+        // by computing alpha * -s: GCC folds that to -(alpha * s).)
+        const std::uint64_t pb = double_bits(a * static_cast<double>(s));
+        const bool flip_ok =
+            (double_bits(a) & ~(std::uint64_t{1} << 63)) <= 0x7FF0000000000000ull &&
+            (sb & 0x7FFFFFFFu) <= 0x7F800000u;
         for (; i + 32 <= e; i += 32) {
           const std::uint32_t bits = words[i / 32];
           float* __restrict ow = o + i;
-          for (std::uint32_t j = 0; j < 32; ++j) {
-            const std::uint32_t neg = (bits & bit_of[j]) != 0 ? 0x80000000u : 0u;
-            const float v = bits_float(sb ^ neg);
-            ow[j] =
-                Acc ? static_cast<float>(static_cast<double>(ow[j]) + a * static_cast<double>(v))
-                    : v;
+          std::uint32_t neg[32];
+          for (std::uint32_t j = 0; j < 32; ++j)
+            neg[j] = (bits & bit_of[j]) != 0 ? 0x80000000u : 0u;
+          if (!Acc) {
+            for (std::uint32_t j = 0; j < 32; ++j) ow[j] = bits_float(sb ^ neg[j]);
+          } else if (flip_ok) {
+            for (std::uint32_t j = 0; j < 32; ++j) {
+              const double d = bits_double(pb ^ (static_cast<std::uint64_t>(neg[j]) << 32));
+              ow[j] = static_cast<float>(static_cast<double>(ow[j]) + d);
+            }
+          } else {
+            for (std::uint32_t j = 0; j < 32; ++j) {
+              const double d = a * static_cast<double>(bits_float(sb ^ neg[j]));
+              ow[j] = static_cast<float>(static_cast<double>(ow[j]) + d);
+            }
           }
         }
         for (; i < e; ++i) put(o, i, flip(s, words[i / 32] >> (i % 32)), Acc, a);
