@@ -146,6 +146,7 @@ TEST(KkStreaming, BadInputStatusesMatchReference) {
                                           "sign",
                                           "blocksign",
                                           "blocksign:scale=l2",
+                                          "blocksign:block=64",
                                           "blocksign:scale=none,block=5"};
   for (const std::string& text : kinds) {
     for (std::uint64_t n : {1ull, 100ull, 4097ull, 9000ull}) {
