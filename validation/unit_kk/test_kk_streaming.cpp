@@ -63,6 +63,63 @@ TEST(KkStreaming, BlocksignPerSegment) {
   }
 }
 
+// The vectorised fp16/bf16 codecs are branch-free rewrites: every 16-bit pattern decoded, and
+// float bit patterns around every half/bf16 rounding boundary (ties, subnormals, overflow, NaN
+// payloads) plus a spread over all 2^32, encoded, all bit-identical to the reference.
+TEST(KkStreaming, HalfCodecsAllPatterns) {
+  std::vector<float> v;
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    for (const std::uint32_t base :
+         {float_bits(f16_bits_to_float(static_cast<std::uint16_t>(h))), h << 16}) {
+      for (const std::uint32_t d : {0u, 1u, 0xfffu, 0x1000u, 0x1001u, 0x7fffu, 0x8000u}) {
+        v.push_back(bits_float(base + d));
+        v.push_back(bits_float(base - d));
+      }
+    }
+  }
+  for (std::uint32_t k = 0; k < (1u << 20); ++k) v.push_back(bits_float(k * 0x9E3779B1u));
+  // Not check_matches: its accumulate target holds the input's NaNs, and which of two NaN
+  // operands an add returns is up to the compiler's operand order, in both implementations.
+  for (const char* text : {"fp16:nonfinite=propagate", "bf16:nonfinite=propagate"}) {
+    const CompressorDesc d = with_n(text, v.size());
+    SCOPED_TRACE(d.to_string());
+    const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+    std::vector<std::uint8_t> pk, pr;
+    ASSERT_TRUE(kk.compress(d, {}, v, pk).ok());
+    ASSERT_TRUE(ref.compress(d, {}, v, pr).ok());
+    ASSERT_TRUE(pk == pr) << "payload bytes differ";
+    std::vector<float> ok(v.size()), orf(v.size());
+    ASSERT_TRUE(kk.decompress(d, {}, pr, Span<float>(ok)).ok());
+    ASSERT_TRUE(ref.decompress(d, {}, pr, Span<float>(orf)).ok());
+    EXPECT_TRUE(same_bits(ok, orf)) << "decoded values differ";
+    std::vector<float> ak = normal_data(v.size(), 3), ar = ak;
+    ASSERT_TRUE(kk.decompress_accumulate(d, {}, pr, 0.375f, Span<float>(ak)).ok());
+    ASSERT_TRUE(ref.decompress_accumulate(d, {}, pr, 0.375f, Span<float>(ar)).ok());
+    EXPECT_TRUE(same_bits(ak, ar)) << "accumulated values differ";
+  }
+}
+
+// Sign decoding adds alpha * (+-s) as one double with a flipped sign bit, except where that is
+// not exact (NaN alpha, NaN scale under nonfinite=propagate): both paths against the reference.
+TEST(KkStreaming, SignAccumulateNanAlphaAndScale) {
+  for (const char* text : {"sign", "blocksign:block=64,nonfinite=propagate",
+                           "blocksign:block=64,scale=l2,nonfinite=propagate"}) {
+    const CompressorDesc d = with_n(text, 1000);
+    SCOPED_TRACE(d.to_string());
+    const CompressorOps kk = kk_ops(d), ref = ref_ops(d);
+    std::vector<float> v = data(1000, 0);
+    if (d.nonfinite == NonfinitePolicy::kPropagate) v[100] = std::nanf("");  // block 1
+    std::vector<std::uint8_t> p;
+    ASSERT_TRUE(ref.compress(d, {}, v, p).ok());
+    for (const float alpha : {0.375f, -0.0f, std::nanf(""), -INFINITY}) {
+      std::vector<float> ak = data(1000, 1), ar = ak;
+      ASSERT_TRUE(kk.decompress_accumulate(d, {}, p, alpha, Span<float>(ak)).ok());
+      ASSERT_TRUE(ref.decompress_accumulate(d, {}, p, alpha, Span<float>(ar)).ok());
+      EXPECT_TRUE(same_bits(ak, ar)) << "alpha " << alpha;
+    }
+  }
+}
+
 // fp16 overflow of a finite input under nonfinite=error: same code and index as the reference,
 // and a NaN elsewhere (even later) takes precedence like the reference's input sweep.
 TEST(KkStreaming, Fp16OverflowStatus) {
@@ -89,6 +146,7 @@ TEST(KkStreaming, BadInputStatusesMatchReference) {
                                           "sign",
                                           "blocksign",
                                           "blocksign:scale=l2",
+                                          "blocksign:block=64",
                                           "blocksign:scale=none,block=5"};
   for (const std::string& text : kinds) {
     for (std::uint64_t n : {1ull, 100ull, 4097ull, 9000ull}) {

@@ -154,9 +154,11 @@ std::uint64_t first_nonfinite(UView<const float> in) {
       "gradcomp::kk::first_nonfinite", Range<>(0, chunks(n)),
       KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& m) {
         const std::uint64_t e = chunk_end(c, n);
-        bool any = false;
-        for (std::uint64_t i = c * kChunk; i < e; ++i) any |= key_nonfinite(abs_key(in(i)));
-        if (!any) return;
+        std::uint32_t any = 0;  // integer OR keeps the loop vectorisable (a bool does not)
+        for (std::uint64_t i = c * kChunk; i < e; ++i) {
+          any |= static_cast<std::uint32_t>(key_nonfinite(abs_key(in(i))));
+        }
+        if (any == 0) return;
         for (std::uint64_t i = c * kChunk; i < e; ++i) {
           if (key_nonfinite(abs_key(in(i)))) {
             if (i < m) m = i;

@@ -6,6 +6,7 @@
 #include <Kokkos_Core.hpp>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../kk_ops.hpp"
@@ -39,6 +40,16 @@ KOKKOS_INLINE_FUNCTION std::uint64_t chunk_end(std::uint64_t c, std::uint64_t n)
 }
 KOKKOS_INLINE_FUNCTION bool nonfinite_bits(float x) {
   return (float_bits(x) & 0x7F800000u) == 0x7F800000u;
+}
+KOKKOS_INLINE_FUNCTION std::uint64_t double_bits(double x) {
+  std::uint64_t u;
+  ::memcpy(&u, &x, sizeof u);
+  return u;
+}
+KOKKOS_INLINE_FUNCTION double bits_double(std::uint64_t u) {
+  double x;
+  ::memcpy(&x, &u, sizeof x);
+  return x;
 }
 KOKKOS_INLINE_FUNCTION std::uint64_t min_u64(std::uint64_t a, std::uint64_t b) {
   return a < b ? a : b;
@@ -137,6 +148,65 @@ KOKKOS_INLINE_FUNCTION float decode_elem(const void* body, std::uint64_t i) {
   }
 }
 
+// Branch-free forms of dtype.hpp's f16/bf16 conversions, bit for bit the same results: every
+// case is computed and the right one selected, so the element loops vectorise (the branchy
+// originals kept fp16 scalar at ~0.15 of copy bandwidth).
+KOKKOS_INLINE_FUNCTION std::uint32_t f16_bits_of(std::uint32_t x) {
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const std::uint32_t ax = x & 0x7fffffffu;
+  const auto sax = static_cast<std::int32_t>(ax);  // signed compares: SSE2 has no unsigned ones
+  // Normal half: re-bias the exponent and round to nearest even (as float_to_f16_bits).
+  const std::uint32_t normal = (ax - 0x38000000u + 0x0fffu + ((ax >> 13) & 1u)) >> 13;
+  // Subnormal half (|f| < 2^-14): adding 0.5f rounds f to a multiple of 2^-24 (to even) in
+  // the FPU, leaving m in the low mantissa bits; also gives 0 for |f| <= 2^-25.
+  const std::uint32_t sub = float_bits(bits_float(ax) + 0.5f) - 0x3f000000u;
+  // Mask selects, not ?:, throughout: with ?: GCC sinks the float add into a branch and then,
+  // under -ftrapping-math, will not if-convert (or vectorise) the loop.
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(sax < 0x38800000);
+  const std::uint32_t is_inf = 0u - static_cast<std::uint32_t>(sax >= 0x477ff000);  // >= 65520
+  const std::uint32_t is_nan = 0u - static_cast<std::uint32_t>(sax > 0x7f800000);
+  std::uint32_t r = (sub & is_sub) | (normal & ~is_sub);
+  r = (r & ~is_inf) | (0x7c00u & is_inf);
+  r = (r & ~is_nan) | (0x7e00u & is_nan);
+  return sign | r;
+}
+
+KOKKOS_INLINE_FUNCTION float f16_value(std::uint32_t h) {
+  const std::uint32_t sign = (h & 0x8000u) << 16;
+  const std::uint32_t em = (h & 0x7fffu) << 13;  // exponent and mantissa at their f32 place
+  const std::uint32_t e = h & 0x7c00u;
+  // Mask selects as in f16_bits_of. Inf/NaN: exponent all ones; normal: re-bias by 112.
+  const std::uint32_t is_max = 0u - static_cast<std::uint32_t>(e == 0x7c00u);
+  std::uint32_t mag = ((em | 0x7f800000u) & is_max) | ((em + (112u << 23)) & ~is_max);
+  // Subnormal half m * 2^-24, exactly: 2^-14 * (1 + m/1024) - 2^-14.
+  const float sub = bits_float(em + (113u << 23)) - bits_float(113u << 23);
+  const std::uint32_t is_sub = 0u - static_cast<std::uint32_t>(e == 0);
+  mag = (float_bits(sub) & is_sub) | (mag & ~is_sub);
+  return bits_float(sign | mag);
+}
+
+KOKKOS_INLINE_FUNCTION std::uint32_t bf16_bits_of(std::uint32_t x) {
+  const auto sax = static_cast<std::int32_t>(x & 0x7fffffffu);
+  const std::uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  return sax > 0x7f800000 ? ((x >> 16) | 0x40u) : rounded;
+}
+
+// Raw wire element i and whether it decodes to a non-finite value (exponent all ones).
+template <Fmt F>
+using Elem = std::conditional_t<F == Fmt::kF32, std::uint32_t, std::uint16_t>;
+template <Fmt F>
+KOKKOS_INLINE_FUNCTION std::uint32_t elem_nonfinite(std::uint32_t w) {
+  if constexpr (F == Fmt::kF32) return (w & 0x7F800000u) == 0x7F800000u;
+  if constexpr (F == Fmt::kF16) return (w & 0x7C00u) == 0x7C00u;
+  return (w & 0x7F80u) == 0x7F80u;
+}
+template <Fmt F>
+KOKKOS_INLINE_FUNCTION float elem_value(std::uint32_t w) {
+  if constexpr (F == Fmt::kF32) return bits_float(w);
+  if constexpr (F == Fmt::kF16) return f16_value(w);
+  return bits_float(w << 16);
+}
+
 // First element that is not finite (bad_input) and, for f16/bf16, first finite element that
 // overflows the format (bad_overflow): the reference reports the former anywhere before the
 // latter, so both are tracked.
@@ -157,14 +227,17 @@ ElemBad elem_compress(UView<const float, Space> in, void* body_ptr, bool check) 
         const std::uint64_t b = c * kChunk, e = chunk_end(c, n);
         // Integer ORs rather than bools: they keep the loop vectorisable.
         std::uint32_t bad_in = 0, bad_of = 0;
-        for (std::uint64_t i = b; i < e; ++i) {
-          const float x = in(i);
+        const float* __restrict x_of = &in(b);
+        auto* __restrict dst = static_cast<Elem<F>*>(body_ptr) + b;
+        for (std::uint64_t k = 0; k < e - b; ++k) {
+          const float x = x_of[k];
           if constexpr (F == Fmt::kF32) {
-            static_cast<float*>(body_ptr)[i] = x;
+            dst[k] = float_bits(x);
             bad_in |= static_cast<std::uint32_t>(nonfinite_bits(x));
           } else {
-            const std::uint16_t h = F == Fmt::kF16 ? float_to_f16_bits(x) : float_to_bf16_bits(x);
-            static_cast<std::uint16_t*>(body_ptr)[i] = h;
+            const std::uint32_t h =
+                F == Fmt::kF16 ? f16_bits_of(float_bits(x)) : bf16_bits_of(float_bits(x));
+            dst[k] = static_cast<std::uint16_t>(h);
             // Overflowed iff the encoded exponent is all ones while the input was finite.
             const bool h_inf = F == Fmt::kF16 ? (h & 0x7C00u) == 0x7C00u : (h & 0x7F80u) == 0x7F80u;
             const bool x_bad = nonfinite_bits(x);
@@ -241,15 +314,14 @@ Status elem_decode_host(const CompressorDesc& desc, const CompressContext& ctx,
     Kokkos::parallel_reduce(
         "gradcomp::kk::elem_check", Range<>(0, chunks(n)),
         KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& m) {
-          const std::uint64_t e = chunk_end(c, n);
-          bool any = false;
-          for (std::uint64_t i = c * kChunk; i < e; ++i) {
-            any |= nonfinite_bits(decode_elem<F>(body, i));
-          }
-          if (!any) return;
-          for (std::uint64_t i = c * kChunk; i < e; ++i) {
-            if (nonfinite_bits(decode_elem<F>(body, i))) {
-              m = min_u64(m, i);
+          const std::uint64_t b = c * kChunk, e = chunk_end(c, n);
+          const Elem<F>* __restrict w = static_cast<const Elem<F>*>(body) + b;
+          std::uint32_t any = 0;  // integer OR keeps the loop vectorisable (a bool does not)
+          for (std::uint64_t k = 0; k < e - b; ++k) any |= elem_nonfinite<F>(w[k]);
+          if (any == 0) return;
+          for (std::uint64_t k = 0; k < e - b; ++k) {
+            if (elem_nonfinite<F>(w[k])) {
+              m = min_u64(m, b + k);
               return;
             }
           }
@@ -262,16 +334,23 @@ Status elem_decode_host(const CompressorDesc& desc, const CompressContext& ctx,
   }
   float* o = out.data();
   const double a = static_cast<double>(alpha);
-  // Two loops so that each vectorises without a per-element test of `acc`.
-  if (acc) {
-    Kokkos::parallel_for(
-        "gradcomp::kk::elem_accumulate", Range<>(0, n),
-        KOKKOS_LAMBDA(const std::uint64_t i) { put(o, i, decode_elem<F>(body, i), true, a); });
-  } else {
-    Kokkos::parallel_for(
-        "gradcomp::kk::elem_decode", Range<>(0, n),
-        KOKKOS_LAMBDA(const std::uint64_t i) { put(o, i, decode_elem<F>(body, i), false, a); });
-  }
+  // Chunks with raw restrict pointers: a per-element lambda over (o, body) left the
+  // vectoriser an aliasing question. Two loops so that each vectorises without a per-element
+  // test of `acc`.
+  Kokkos::parallel_for(
+      "gradcomp::kk::elem_decode", Range<>(0, chunks(n)), KOKKOS_LAMBDA(const std::uint64_t c) {
+        const std::uint64_t b = c * kChunk, e = chunk_end(c, n);
+        const Elem<F>* __restrict w = static_cast<const Elem<F>*>(body) + b;
+        float* __restrict ob = o + b;
+        if (acc) {
+          for (std::uint64_t k = 0; k < e - b; ++k) {
+            ob[k] = static_cast<float>(static_cast<double>(ob[k]) +
+                                       a * static_cast<double>(elem_value<F>(w[k])));
+          }
+        } else {
+          for (std::uint64_t k = 0; k < e - b; ++k) ob[k] = elem_value<F>(w[k]);
+        }
+      });
   return Status::success();
 }
 
@@ -391,7 +470,9 @@ KOKKOS_INLINE_FUNCTION float flip(float s, std::uint32_t bit) {
 
 // Decodes sign bits with per-block scales: out[j] = bit ? -s_b : s_b for j in block b (s = 1
 // when scales == nullptr: sign, blocksign scale=none). Whole words inside a block take a fixed
-// 32-iteration loop the compiler vectorises; block heads/tails go element by element.
+// 32-iteration loop the compiler vectorises; block heads/tails go element by element. Bit j is
+// tested against a per-lane mask (bit_of[j]) rather than shifted out: SSE2 has no per-lane
+// variable shift, so `bits >> j` kept the word loop scalar (3-5x slower).
 template <bool Acc>
 void decode_signs_t(const std::uint32_t* words, const std::vector<std::uint64_t>& offs,
                     const float* scales, float alpha, Span<float> out) {
@@ -405,9 +486,37 @@ void decode_signs_t(const std::uint32_t* words, const std::vector<std::uint64_t>
         const std::uint64_t e = off[b + 1];
         std::uint64_t i = off[b];
         for (; i < e && i % 32 != 0; ++i) put(o, i, flip(s, words[i / 32] >> (i % 32)), Acc, a);
+        std::uint32_t bit_of[32];
+        for (std::uint32_t j = 0; j < 32; ++j) bit_of[j] = 1u << j;
+        const std::uint32_t sb = float_bits(s);
+        // Accumulate adds alpha * D = alpha * (+-s). Unless alpha or s is NaN, alpha * -s is
+        // exactly -(alpha * s) (round to nearest is sign-symmetric): one double with a
+        // per-element sign flip, saving a float->double conversion and a multiply per element.
+        // A NaN keeps the per-element product, whose NaN sign is the reference's. (Not tested
+        // by computing alpha * -s: GCC folds that to -(alpha * s).)
+        const std::uint64_t pb = double_bits(a * static_cast<double>(s));
+        const bool flip_ok =
+            (double_bits(a) & ~(std::uint64_t{1} << 63)) <= 0x7FF0000000000000ull &&
+            (sb & 0x7FFFFFFFu) <= 0x7F800000u;
         for (; i + 32 <= e; i += 32) {
           const std::uint32_t bits = words[i / 32];
-          for (std::uint32_t j = 0; j < 32; ++j) put(o, i + j, flip(s, bits >> j), Acc, a);
+          float* __restrict ow = o + i;
+          std::uint32_t neg[32];
+          for (std::uint32_t j = 0; j < 32; ++j)
+            neg[j] = (bits & bit_of[j]) != 0 ? 0x80000000u : 0u;
+          if (!Acc) {
+            for (std::uint32_t j = 0; j < 32; ++j) ow[j] = bits_float(sb ^ neg[j]);
+          } else if (flip_ok) {
+            for (std::uint32_t j = 0; j < 32; ++j) {
+              const double d = bits_double(pb ^ (static_cast<std::uint64_t>(neg[j]) << 32));
+              ow[j] = static_cast<float>(static_cast<double>(ow[j]) + d);
+            }
+          } else {
+            for (std::uint32_t j = 0; j < 32; ++j) {
+              const double d = a * static_cast<double>(bits_float(sb ^ neg[j]));
+              ow[j] = static_cast<float>(static_cast<double>(ow[j]) + d);
+            }
+          }
         }
         for (; i < e; ++i) put(o, i, flip(s, words[i / 32] >> (i % 32)), Acc, a);
       });
@@ -479,23 +588,47 @@ std::uint64_t blocksign_payload_bytes(const CompressorDesc& desc) {
 template <class Space>
 void block_scales(UView<const float, Space> in, UView<const std::uint64_t, Space> off, bool l1,
                   UView<float, Space> scales) {
+  // kLanes consecutive blocks of equal length per work item, summed side by side: each block
+  // keeps its own in-order chain, but the chains interleave, so the add latency (4 cycles, one
+  // element per chain) overlaps across blocks instead of bounding the loop. Uneven groups
+  // (the last block, per-segment blocks) sum one block after the other.
+  constexpr std::uint64_t kLanes = 8;
+  const std::uint64_t nb = scales.extent(0);
   Kokkos::parallel_for(
-      "gradcomp::kk::block_scales", Range<Space>(0, scales.extent(0)),
-      KOKKOS_LAMBDA(const std::uint64_t b) {
-        double acc = 0.0;
-        const std::uint64_t e = off(b + 1);
-        if (l1) {
-          for (std::uint64_t i = off(b); i < e; ++i) acc += ::fabs(static_cast<double>(in(i)));
+      "gradcomp::kk::block_scales", Range<Space>(0, (nb + kLanes - 1) / kLanes),
+      KOKKOS_LAMBDA(const std::uint64_t g) {
+        const std::uint64_t b0 = g * kLanes, b1 = b0 + kLanes < nb ? b0 + kLanes : nb;
+        const std::uint64_t len = off(b0 + 1) - off(b0);
+        std::uint32_t uneven = b1 - b0 != kLanes;
+        for (std::uint64_t b = b0; b < b1; ++b) uneven |= off(b + 1) - off(b) != len;
+        double acc[kLanes] = {};
+        if (uneven == 0) {
+          const float* p = &in(off(b0));
+          for (std::uint64_t i = 0; i < len; ++i) {
+            for (std::uint64_t k = 0; k < kLanes; ++k) {
+              const double x = static_cast<double>(p[k * len + i]);
+              acc[k] += l1 ? ::fabs(x) : x * x;
+            }
+          }
         } else {
-          for (std::uint64_t i = off(b); i < e; ++i) {
-            const double x = static_cast<double>(in(i));
-            acc += x * x;
+          for (std::uint64_t b = b0; b < b1; ++b) {
+            const std::uint64_t e = off(b + 1);
+            double a = 0.0;
+            for (std::uint64_t i = off(b); i < e; ++i) {
+              const double x = static_cast<double>(in(i));
+              a += l1 ? ::fabs(x) : x * x;
+            }
+            acc[b - b0] = a;
           }
         }
-        const double dn = static_cast<double>(e - off(b));
-        float s = l1 ? static_cast<float>(acc / dn) : static_cast<float>(::sqrt(acc) / ::sqrt(dn));
-        if (s != s) s = bits_float(0x7FC00000u);
-        scales(b) = s;
+        for (std::uint64_t b = b0; b < b1; ++b) {
+          const double dn = static_cast<double>(off(b + 1) - off(b));
+          const double sum = acc[b - b0];
+          float s =
+              l1 ? static_cast<float>(sum / dn) : static_cast<float>(::sqrt(sum) / ::sqrt(dn));
+          if (s != s) s = bits_float(0x7FC00000u);
+          scales(b) = s;
+        }
       });
 }
 
