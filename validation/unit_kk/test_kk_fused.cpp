@@ -236,10 +236,12 @@ TEST(KkFused, SelectionStateUntouchedOnError) {
   EXPECT_EQ(payload, (std::vector<std::uint8_t>{4, 2}));
 }
 
-// identity, fp16, bf16 and sign take the tiled path (tiles of 2048 elements): every momentum
-// form, lr placement and EF setting, with a partial last tile and a partial last sign word.
+// identity, fp16, bf16 and sign take the tiled path (tiles of 2048 elements), blocksign with
+// word-aligned blocks of at most 8192 its per-block variant: every momentum form, lr placement
+// and EF setting, with a partial last tile / block and a partial last sign word.
 TEST(KkFused, TiledKindsEveryForm) {
-  for (const char* c : {"identity", "fp16", "bf16", "sign"}) {
+  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign:block=64",
+                        "blocksign:block=96,scale=l2", "blocksign:block=8192,scale=none"}) {
     for (int form = 0; form < 4; ++form) {
       for (LrPlacement lr :
            {LrPlacement::kInside, LrPlacement::kOutside, LrPlacement::kOutsideRescale}) {
@@ -295,26 +297,33 @@ void step_like_reference(const std::string& text, const std::vector<float>& g,
 TEST(KkFused, TiledStateUntouchedOnError) {
   const std::uint64_t n = 5000;
   const std::vector<float> g = normal_data(n, 5), m = normal_data(n, 6), e = normal_data(n, 7);
-  for (const char* c : {"identity", "fp16", "bf16", "sign"}) {
+  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign:block=64"}) {
     step_like_reference(c, g, m, e, StatusCode::kSuccess);
     std::vector<float> bad_g = g, bad_e = e;
     bad_g[n - 1] = std::nanf("");
     step_like_reference(c, bad_g, m, e, StatusCode::kNonFinite);
     bad_e[n - 10] = 3e38f;  // p = u + 2 e overflows to Inf
     step_like_reference(c, g, m, bad_e, StatusCode::kNonFinite);
-    step_like_reference(std::string(c) + ":nonfinite=propagate", g, m, bad_e, StatusCode::kSuccess);
+    const std::string text(c);
+    step_like_reference(
+        text + (text.find(':') == std::string::npos ? ":" : ",") + "nonfinite=propagate", g, m,
+        bad_e, StatusCode::kSuccess);
   }
   // Finite p that rounds to Inf in the format: fp16 >= 65520, bf16 >= 0x7f7f8000.
   std::vector<float> big_e = e;
   big_e[n - 10] = 40000.0f;
   step_like_reference("fp16", g, m, big_e, StatusCode::kNonFinite);
   step_like_reference("fp16:nonfinite=propagate", g, m, big_e, StatusCode::kSuccess);
+  big_e[n - 10] = 32600.0f;  // |p| ~ 65200: above the bound's margin, below the overflow
+  step_like_reference("fp16", g, m, big_e, StatusCode::kSuccess);
+  big_e[n - 10] = 40000.0f;
   step_like_reference("identity", g, m, big_e, StatusCode::kSuccess);
   big_e[n - 10] = 1.6999e38f;
   step_like_reference("bf16", g, m, big_e, StatusCode::kNonFinite);
   step_like_reference("bf16:nonfinite=propagate", g, m, big_e, StatusCode::kSuccess);
   step_like_reference("identity", g, m, big_e, StatusCode::kSuccess);
   step_like_reference("sign", g, m, big_e, StatusCode::kSuccess);
+  step_like_reference("blocksign:block=64,scale=l2", g, m, big_e, StatusCode::kSuccess);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Fused EF worker step (include/gradcomp/kernels/fused_ef.hpp, docs/kernels.md).
-// identity, fp16, bf16 and sign (tiled_step): a read-only check pass (g finite, p finite and
-// below the format's overflow) and then one pass over L1-sized tiles that writes m', the payload
+// identity, fp16, bf16 and sign (tiled_step), blocksign with word-aligned blocks of at most
+// kBlockTile elements (tiled_blocksign): a read-only check pass (g finite, p finite and below the
+// format's overflow) and then one pass over L1-sized tiles / blocks that writes m', the payload
 // and e' (about 32n bytes of traffic instead of ~56n). If the check finds anything that could
 // fail, nothing has been written and the three sweeps below run and report it.
 // Every other compressor: three sweeps, because the state must stay untouched when C(p) fails
@@ -19,6 +20,7 @@
 // e' = f32(p - D) (the registry's accumulate is f32(f64(out) + f64(alpha) f64(D)), the same
 // bits), so B copies it; for the sparse ones that extra step touches only the sent entries.
 #include <Kokkos_Core.hpp>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 
@@ -245,13 +247,12 @@ KOKKOS_INLINE_FUNCTION void encode_tile(std::uint64_t len, const float* __restri
   }
 }
 
-// The tiled step: the check pass, then one pass over tiles (p, m'; C(p) into the payload;
-// e' = f32(p - D(C(p))) decoded from the tile just written). Returns false with m, e and out
-// untouched when the check pass finds an element that could fail: the caller runs the sweeps.
+// The check pass of the tiled paths: true iff no g is Inf/NaN and every p is finite and below
+// kPLimit, i.e. nothing can fail once a tiled pass starts writing.
 template <int Form, int Kind, bool EF>
-bool tiled_step(const CompressorDesc& desc, const CompressContext& ctx, const Step& st,
-                const float* g, float* m, float* e, std::vector<std::uint8_t>& out) {
-  const std::uint64_t n = desc.n, nt = (n + kTile - 1) / kTile;
+bool nothing_can_fail(const Step& st, std::uint64_t n, const float* g, const float* m,
+                      const float* e) {
+  const std::uint64_t nt = (n + kTile - 1) / kTile;
   std::uint32_t bad = 0;
   Kokkos::parallel_reduce(
       "gradcomp::kk::fused_ef_check", Range(0, nt),
@@ -263,7 +264,17 @@ bool tiled_step(const CompressorDesc& desc, const CompressContext& ctx, const St
                          : check_tile<Form, Kind, false, EF>(st, len, g + b, mb, eb);
       },
       Kokkos::BOr<std::uint32_t>(bad));
-  if (bad != 0) return false;
+  return bad == 0;
+}
+
+// The tiled step: the check pass (nothing_can_fail), then one pass over tiles (p, m'; C(p) into the
+// payload; e' = f32(p - D(C(p))) decoded from the tile just written). Returns false with m, e and
+// out untouched when the check pass finds an element that could fail: the caller runs the sweeps.
+template <int Form, int Kind, bool EF>
+bool tiled_step(const CompressorDesc& desc, const CompressContext& ctx, const Step& st,
+                const float* g, float* m, float* e, std::vector<std::uint8_t>& out) {
+  const std::uint64_t n = desc.n, nt = (n + kTile - 1) / kTile;
+  if (!nothing_can_fail<Form, Kind, EF>(st, n, g, m, e)) return false;
 
   // The header new_payload writes in kk_streaming.cpp; every body byte is written below.
   const std::uint64_t body_bytes = Kind == 0 ? 4 * n : (Kind == 3 ? packed_bytes(n, 1) : 2 * n);
@@ -308,6 +319,85 @@ bool tiled_step(const CompressorDesc& desc, const CompressContext& ctx, const St
   return true;
 }
 
+// blocksign on the tiled path: one work item per block (p of the whole block in a buffer, the
+// scale summed like kk_streaming.cpp's block_scales, then signs and e'), when every block fits
+// the buffer and starts on a sign word, so no word is shared by two work items.
+constexpr std::uint64_t kBlockTile = 8192;
+
+template <int Form, bool EF>
+bool tiled_blocksign(const CompressorDesc& desc, const CompressContext& ctx, const Step& st,
+                     const float* g, float* m, float* e, std::vector<std::uint8_t>& out) {
+  const std::uint64_t n = desc.n;
+  const std::vector<Segment> blocks = sign_blocks(desc);
+  const std::uint64_t nb = blocks.size();
+  std::vector<std::uint64_t> offs(nb + 1, 0);
+  for (std::uint64_t b = 0; b < nb; ++b) {
+    if (blocks[b].offset != offs[b] || offs[b] % 32 != 0 || blocks[b].size > kBlockTile) {
+      return false;
+    }
+    offs[b + 1] = blocks[b].offset + blocks[b].size;
+  }
+  const bool has_scale = desc.scale != SignScale::kNone, l1 = desc.scale == SignScale::kL1;
+  const std::uint64_t body_bytes = packed_bytes(n, 1) + (has_scale ? 4 * nb : 0);
+  if (offs[nb] != n || body_bytes > 0xFFFFFFFFull || nb > 0xFFFFFFFFull) return false;
+  if (!nothing_can_fail<Form, 3, EF>(st, n, g, m, e)) return false;
+
+  // The header new_payload writes in kk_streaming.cpp (count = blocks).
+  out.resize(kHeaderBytes + body_bytes);
+  WireHeader h;
+  h.compressor = static_cast<std::uint8_t>(desc.kind);
+  h.flags = 0;
+  h.n = n;
+  h.step = ctx.step;
+  h.tensor_id = ctx.tensor_id;
+  h.count = static_cast<std::uint32_t>(nb);
+  h.body_bytes = static_cast<std::uint32_t>(body_bytes);
+  write_header(h, out.data());
+  std::uint8_t* body = out.data() + kHeaderBytes;
+  float* scales = reinterpret_cast<float*>(body + packed_bytes(n, 1));
+  const std::uint64_t* off = offs.data();
+  Kokkos::parallel_for(
+      "gradcomp::kk::fused_ef_blocks", Range(0, nb), KOKKOS_LAMBDA(const std::uint64_t blk) {
+        const std::uint64_t b = off[blk], len = off[blk + 1] - b;
+        float p[kBlockTile];
+        float* mb = Form != 0 ? m + b : nullptr;
+        const float* eb = EF ? e + b : nullptr;
+        if (st.inside) {
+          tile_pm<Form, true, EF>(st, len, g + b, mb, eb, p);
+        } else {
+          tile_pm<Form, false, EF>(st, len, g + b, mb, eb, p);
+        }
+        encode_tile<3>(len, p, body, b);
+        float s = 1.0f;
+        if (has_scale) {  // a sequential double chain in index order, as block_scales
+          double acc = 0.0;
+          if (l1) {
+            for (std::uint64_t k = 0; k < len; ++k) acc += std::fabs(static_cast<double>(p[k]));
+          } else {
+            for (std::uint64_t k = 0; k < len; ++k) {
+              const double x = static_cast<double>(p[k]);
+              acc += x * x;
+            }
+          }
+          const double dn = static_cast<double>(len);
+          s = l1 ? static_cast<float>(acc / dn)
+                 : static_cast<float>(std::sqrt(acc) / std::sqrt(dn));
+          if (s != s) s = bits_float(0x7FC00000u);
+          scales[blk] = s;
+        }
+        if constexpr (!EF) return;
+        const std::uint32_t* words = reinterpret_cast<const std::uint32_t*>(body) + b / 32;
+        const std::uint32_t sb = float_bits(s);
+        std::uint64_t k = 0;
+        for (; k + 32 <= len; k += 32) update_e_word(words[k / 32], sb, p + k, e + b + k);
+        for (; k < len; ++k) {
+          const std::uint32_t flip = ((words[k / 32] >> (k % 32)) & 1u) << 31;
+          e[b + k] = to_f32(static_cast<double>(p[k]) - static_cast<double>(bits_float(sb ^ flip)));
+        }
+      });
+  return true;
+}
+
 // Sweeps A, C and B for one (momentum form, decode kind, EF) combination.
 template <int Form, int Kind, bool EF>
 Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const Step& st,
@@ -318,6 +408,12 @@ Status fused_step(const CompressorDesc& desc, const CompressContext& ctx, const 
                 3) {  // identity, fp16, bf16, sign (not blocksign): tiled when it can't fail
     if ((Kind != 3 || desc.kind == CompressorKind::kSign) && n > 0 && 4 * n <= 0xFFFFFFFFull &&
         tiled_step<Form, Kind, EF>(desc, ctx, st, g, m, e, out)) {
+      return Status::success();
+    }
+  }
+  if constexpr (Kind == 3) {
+    if (desc.kind == CompressorKind::kBlockSign && n > 0 &&
+        tiled_blocksign<Form, EF>(desc, ctx, st, g, m, e, out)) {
       return Status::success();
     }
   }
