@@ -236,5 +236,95 @@ TEST(KkFused, SelectionStateUntouchedOnError) {
   EXPECT_EQ(payload, (std::vector<std::uint8_t>{4, 2}));
 }
 
+// identity, fp16, bf16 and sign take the tiled path (tiles of 2048 elements), blocksign with
+// word-aligned blocks of at most 8192 its per-block variant: every momentum form, lr placement
+// and EF setting, with a partial last tile / block and a partial last sign word.
+TEST(KkFused, TiledKindsEveryForm) {
+  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign:block=64",
+                        "blocksign:block=96,scale=l2", "blocksign:block=8192,scale=none"}) {
+    for (int form = 0; form < 4; ++form) {
+      for (LrPlacement lr :
+           {LrPlacement::kInside, LrPlacement::kOutside, LrPlacement::kOutsideRescale}) {
+        for (bool ef : {true, false}) {
+          FusedEfParams pa;
+          pa.momentum_form = static_cast<MomentumForm>(form);
+          pa.momentum = 0.9;
+          pa.lr_placement = lr;
+          pa.error_feedback = ef;
+          run_steps(c, 6177, pa, 3);
+          run_steps(c, 2048, pa, 2);
+          run_steps(c, 31, pa, 2);
+        }
+      }
+    }
+  }
+}
+
+// One step from the given state on the tiled kinds: the fused step matches the reference bit
+// for bit, or fails with the reference's code and leaves momentum, error and payload untouched.
+void step_like_reference(const std::string& text, const std::vector<float>& g,
+                         const std::vector<float>& m, const std::vector<float>& e,
+                         StatusCode want) {
+  const CompressorDesc d = desc_or_die(with_n(text, g.size()));
+  SCOPED_TRACE(d.to_string());
+  FusedEfParams pa;
+  pa.momentum_form = MomentumForm::kHeavyBall;
+  pa.momentum = 0.5;
+  pa.lr_placement = LrPlacement::kOutsideRescale;
+  pa.has_lr_prev = true;
+  pa.lr_prev = 2.0;
+  pa.lr = 1.0;
+  std::vector<float> mr = m, er = e, mk = m, ek = e;
+  std::vector<std::uint8_t> pr, pk = {4, 2};
+  const Status sr = fused_ef_reference_step(d, {}, pa, g, mr, er, pr);
+  ASSERT_EQ(sr.code(), want) << sr.to_string();
+  const Status sk = kk::fused_ef_compress(d, {}, pa, g, mk, ek, pk);
+  ASSERT_EQ(sk.code(), want) << sk.to_string();
+  if (want == StatusCode::kSuccess) {
+    EXPECT_TRUE(pk == pr);
+    EXPECT_TRUE(same_bits(mk, mr));
+    EXPECT_TRUE(same_bits(ek, er));
+  } else {
+    EXPECT_TRUE(same_bits(mk, m));
+    EXPECT_TRUE(same_bits(ek, e));
+    EXPECT_EQ(pk, (std::vector<std::uint8_t>{4, 2}));
+  }
+}
+
+// The tiled path writes m, e and the payload tile by tile, so it may run only when nothing can
+// fail: a bad value in the last tile (after earlier tiles would have been written) must still
+// leave the state untouched, and under nonfinite=propagate the result must match the reference.
+TEST(KkFused, TiledStateUntouchedOnError) {
+  const std::uint64_t n = 5000;
+  const std::vector<float> g = normal_data(n, 5), m = normal_data(n, 6), e = normal_data(n, 7);
+  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign:block=64"}) {
+    step_like_reference(c, g, m, e, StatusCode::kSuccess);
+    std::vector<float> bad_g = g, bad_e = e;
+    bad_g[n - 1] = std::nanf("");
+    step_like_reference(c, bad_g, m, e, StatusCode::kNonFinite);
+    bad_e[n - 10] = 3e38f;  // p = u + 2 e overflows to Inf
+    step_like_reference(c, g, m, bad_e, StatusCode::kNonFinite);
+    const std::string text(c);
+    step_like_reference(
+        text + (text.find(':') == std::string::npos ? ":" : ",") + "nonfinite=propagate", g, m,
+        bad_e, StatusCode::kSuccess);
+  }
+  // Finite p that rounds to Inf in the format: fp16 >= 65520, bf16 >= 0x7f7f8000.
+  std::vector<float> big_e = e;
+  big_e[n - 10] = 40000.0f;
+  step_like_reference("fp16", g, m, big_e, StatusCode::kNonFinite);
+  step_like_reference("fp16:nonfinite=propagate", g, m, big_e, StatusCode::kSuccess);
+  big_e[n - 10] = 32600.0f;  // |p| ~ 65200: above the bound's margin, below the overflow
+  step_like_reference("fp16", g, m, big_e, StatusCode::kSuccess);
+  big_e[n - 10] = 40000.0f;
+  step_like_reference("identity", g, m, big_e, StatusCode::kSuccess);
+  big_e[n - 10] = 1.6999e38f;
+  step_like_reference("bf16", g, m, big_e, StatusCode::kNonFinite);
+  step_like_reference("bf16:nonfinite=propagate", g, m, big_e, StatusCode::kSuccess);
+  step_like_reference("identity", g, m, big_e, StatusCode::kSuccess);
+  step_like_reference("sign", g, m, big_e, StatusCode::kSuccess);
+  step_like_reference("blocksign:block=64,scale=l2", g, m, big_e, StatusCode::kSuccess);
+}
+
 }  // namespace
 }  // namespace gradcomp
