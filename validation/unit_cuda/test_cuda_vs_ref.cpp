@@ -282,12 +282,9 @@ TEST(CudaNoDevice, ImplementsTable) {
   CompressorDesc d;
   d.kind = CompressorKind::kPowerSgd;
   EXPECT_FALSE(cuda::implements(d)) << "powersgd has no CUDA kernel";
-  for (const char* c : {"identity", "fp16", "bf16", "sign", "blocksign"}) {
-    EXPECT_TRUE(cuda::fused_ef_supports(desc_for(c, 10))) << c;
-  }
-  for (const char* c : {"qsgd", "terngrad", "topk:k=3", "grbs"}) {
-    EXPECT_FALSE(cuda::fused_ef_supports(desc_for(c, 10))) << c;
-  }
+  // The fused EF step covers exactly the compressors that have kernels.
+  for (const char* c : kCases) EXPECT_TRUE(cuda::fused_ef_supports(desc_for(c, 10))) << c;
+  EXPECT_FALSE(cuda::fused_ef_supports(d)) << "powersgd has no fused CUDA step";
 }
 
 }  // namespace
