@@ -314,7 +314,19 @@ KthKey kth_key(UView<const float> in, std::uint64_t k, bool check_finite) {
   std::uint32_t b1 = 0, b2 = 0;
   std::uint64_t above1 = 0, above2 = 0;
   find_bin(h1, k, b1, above1);
-  const std::vector<std::uint32_t> h2 = histogram(in, 16, 0, 16, b1, false, bad);
+  // Pass 2 on the elements of bin b1 only, gathered by a vectorised take (its size is known):
+  // a filtered histogram over the whole input costs a scalar branch per element.
+  const std::uint64_t in_bin = h1[b1];
+  thread_local std::vector<std::uint32_t> bi;
+  thread_local std::vector<float> bv;
+  if (bv.size() < in_bin) {
+    bi.resize(in_bin);
+    bv.resize(in_bin);
+  }
+  take_keys(in, b1 << 16, (b1 << 16) | 0xFFFFu, false, UView<std::uint32_t>(bi.data(), in_bin),
+            UView<float>(bv.data(), in_bin));
+  const std::vector<std::uint32_t> h2 =
+      histogram(UView<const float>(bv.data(), in_bin), 16, 0, 32, 0, false, bad);
   find_bin(h2, k - above1, b2, above2);
   r.key = (b1 << 16) | b2;
   r.greater = above1 + above2;
