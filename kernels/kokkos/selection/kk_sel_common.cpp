@@ -379,11 +379,11 @@ std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
   thread_local std::vector<float> cv;
   if (n >= kSampleMinN) {
     // Sample rank for a threshold a little below the k-th largest key: the expected count
-    // above it, scaled up and padded by a few standard deviations, so that the take below
+    // above it padded by four standard deviations and a constant, so that the take below
     // almost always holds at least k elements (else: the two-pass path, same result).
     const std::uint64_t stride = n / kSamples;
     const double expect = static_cast<double>(k) / static_cast<double>(stride);
-    const auto rank = static_cast<std::uint64_t>(1.5 * expect + 4.0 * std::sqrt(expect) + 16.0);
+    const auto rank = static_cast<std::uint64_t>(expect + 4.0 * std::sqrt(expect) + 16.0);
     if (rank < kSamples / 4) {  // else the candidates are a large part of the input
       std::vector<float> samples(kSamples);
       const UView<float> sv(samples.data(), kSamples);
