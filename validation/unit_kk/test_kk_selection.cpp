@@ -128,6 +128,34 @@ TEST(KkSelection, BadInputStatusesMatchReference) {
   }
 }
 
+// Inputs large enough for select_topk's sampled threshold and the block-counting takes: ties
+// and zeros (the sample can miss, then the two-pass select runs), NaN/Inf (first bad index,
+// propagate), and many NaNs ranked first.
+TEST(KkSelection, LargeInputsMatchReference) {
+  const std::uint64_t n = 70001;
+  const CompressContext ctx{5, 0, 1, {}, nullptr};
+  for (const char* text :
+       {"topk:density=0.001", "topk:k=1", "topk:density=0.2", "dgc:density=0.001",
+        "dgc:density=0.001,selection=exact", "signtopk:density=0.01", "threshold:tau=2.5",
+        "qsgd_topk:levels=4,density=0.01"}) {
+    for (int variant = 0; variant < 3; ++variant) check_case(text, n, variant, ctx);
+    check_bad_inputs(with_n(text, n), ctx, data(n, 0), true);
+  }
+  std::vector<float> v = data(n, 0);
+  for (std::uint64_t i = 0; i < n; i += 97) v[i] = (i % 2) ? std::nanf("") : -INFINITY;
+  check_matches(with_n("topk:density=0.001,nonfinite=propagate", n), ctx, ctx, v);
+  check_matches(with_n("topk:density=0.05,nonfinite=propagate", n), ctx, ctx, v);
+  // Strided samples (every 4th element here) that see only the large values, so the take
+  // holds fewer than k (the two-pass select runs), and a constant input (more candidates than
+  // the scratch holds).
+  std::vector<float> w(n);
+  for (std::uint64_t i = 0; i < n; ++i)
+    w[i] =
+        i % 4 == 0 ? 10.0f + static_cast<float>(i % 1000) : 0.5f * std::sin(static_cast<float>(i));
+  check_matches(with_n("topk:density=0.05", n), ctx, ctx, w);
+  check_matches(with_n("topk:density=0.01", n), ctx, ctx, std::vector<float>(n, -1.5f));
+}
+
 // Corrupt payloads: truncations and single-byte corruptions get the reference's status code,
 // and the output is untouched on error.
 TEST(KkSelection, CorruptPayloadsRejectedLikeReference) {

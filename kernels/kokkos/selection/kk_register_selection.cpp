@@ -259,34 +259,26 @@ Status threshold_compress(const CompressorDesc& desc, const CompressContext& ctx
   }
   const bool sparse_mode = sample_pass * 16 < probes;
   std::uint64_t count = 0;
-  Kokkos::parallel_scan(
-      "gradcomp::kk::threshold_take", Range<>(0, chunks(n)),
-      KOKKOS_LAMBDA(const std::uint64_t ch, std::uint64_t& pos, const bool final) {
-        const std::uint64_t e = chunk_end(ch, n);
-        std::uint64_t at = pos;
-        bool any = false;
-        // Branchy compaction when few elements pass; branch-free when many do (every element
-        // written at the current slot, clamped to the spare slot `cap`; at |S| >= cap the
-        // dense form is used anyway, so the clamped slot is never read).
-        if (sparse_mode) {
+  if (sparse_mode) {
+    // Few pass: block counting with a scalar walk of the blocks that hold one; keys in
+    // [tk, kInfKey] (NaN is never selected).
+    const Taken r = take_keys(x, tk, kInfKey, check, iv, vv);
+    count = r.count;
+    first_bad = r.first_bad;
+  } else {
+    // Many pass: branch-free compaction (every element written at the current slot, clamped
+    // to the spare slot `cap`; at |S| >= cap the dense form is used anyway, so the clamped
+    // slot is never read).
+    Kokkos::parallel_scan(
+        "gradcomp::kk::threshold_take", Range<>(0, chunks(n)),
+        KOKKOS_LAMBDA(const std::uint64_t ch, std::uint64_t& pos, const bool final) {
+          const std::uint64_t e = chunk_end(ch, n);
+          std::uint64_t at = pos;
+          std::uint32_t any = 0;
           for (std::uint64_t i = ch * kChunk; i < e; ++i) {
             const float v = x(i);
             const std::uint32_t key = abs_key(v);
-            any |= key_nonfinite(key);
-            if ((key >= tk) & (key != kNanKey)) {
-              if (final) {
-                const std::uint64_t slot = at < cap ? at : cap;
-                iv(slot) = static_cast<std::uint32_t>(i);
-                vv(slot) = v;
-              }
-              ++at;
-            }
-          }
-        } else {
-          for (std::uint64_t i = ch * kChunk; i < e; ++i) {
-            const float v = x(i);
-            const std::uint32_t key = abs_key(v);
-            any |= key_nonfinite(key);
+            any |= key_nonfinite(key) ? 1u : 0u;
             if (final) {
               const std::uint64_t slot = at < cap ? at : cap;
               iv(slot) = static_cast<std::uint32_t>(i);
@@ -294,18 +286,18 @@ Status threshold_compress(const CompressorDesc& desc, const CompressContext& ctx
             }
             at += ((key >= tk) & (key != kNanKey)) ? 1u : 0u;
           }
-        }
-        if (final && check && any) {
-          for (std::uint64_t i = ch * kChunk; i < e; ++i) {
-            if (key_nonfinite(abs_key(x(i)))) {
-              Kokkos::atomic_fetch_min(&bad_v(0), i);
-              break;
+          if (final && check && any != 0) {
+            for (std::uint64_t i = ch * kChunk; i < e; ++i) {
+              if (key_nonfinite(abs_key(x(i)))) {
+                Kokkos::atomic_fetch_min(&bad_v(0), i);
+                break;
+              }
             }
           }
-        }
-        pos = at;
-      },
-      count);
+          pos = at;
+        },
+        count);
+  }
   if (first_bad != kNone) return nonfinite_status(desc, in, first_bad);
   std::vector<std::uint8_t> p;
   if (threshold_prefers_dense(count, n)) {
@@ -482,50 +474,13 @@ Status dgc_compress(const CompressorDesc& desc, const CompressContext& ctx, Span
     // One full pass per threshold: count the candidates and keep the first k of them in
     // index order (the code's truncation), so the usual case (0.8 k <= count <= 1.3 k after
     // the first threshold) reads the input once. The first pass also finds the first
-    // non-finite element (atomic min: only chunks holding one pay for it).
+    // non-finite element.
     const std::uint64_t k = plan.k;
     std::uint64_t first_bad = kNone;
-    const UView<std::uint64_t> bad_v(&first_bad, 1);
     auto take = [&](std::uint32_t t, bool check_now) {
-      std::uint64_t taken = 0;
-      Kokkos::parallel_scan(
-          "gradcomp::kk::dgc_take", Range<>(0, chunks(n)),
-          KOKKOS_LAMBDA(const std::uint64_t ch, std::uint64_t& pos, const bool final) {
-            const std::uint64_t e = chunk_end(ch, n);
-            std::uint64_t at = pos;
-            bool any = false;
-            if (!final || at >= k) {
-              for (std::uint64_t i = ch * kChunk; i < e; ++i) {
-                const std::uint32_t key = abs_key(x(i));
-                at += key >= t ? 1u : 0u;
-                any |= key_nonfinite(key);
-              }
-            } else {
-              for (std::uint64_t i = ch * kChunk; i < e; ++i) {
-                const float v = x(i);
-                const std::uint32_t key = abs_key(v);
-                any |= key_nonfinite(key);
-                if (key >= t) {
-                  if (at < k) {
-                    iv(at) = static_cast<std::uint32_t>(i);
-                    vv(at) = v;
-                  }
-                  ++at;
-                }
-              }
-            }
-            if (final && check_now && any) {
-              for (std::uint64_t i = ch * kChunk; i < e; ++i) {
-                if (key_nonfinite(abs_key(x(i)))) {
-                  Kokkos::atomic_fetch_min(&bad_v(0), i);
-                  break;
-                }
-              }
-            }
-            pos = at;
-          },
-          taken);
-      return taken;
+      const Taken r = take_keys(x, t, kNanKey, check_now, iv, vv);
+      if (check_now) first_bad = r.first_bad;
+      return r.count;
     };
     std::uint64_t c = take(thr_key, check);
     if (first_bad != kNone) return nonfinite_status(desc, in, first_bad);

@@ -103,8 +103,8 @@ std::vector<std::uint32_t> histogram(UView<const float> in, std::uint32_t bits, 
                                      bool check_finite, std::uint32_t& first_bad) {
   const std::uint32_t bins = 1u << bits;
   const std::uint32_t nways = prefix_shift >= 32 && in.extent(0) >= kWaysMinN ? kWays : 1;
-  KeyHistogram<Exec> f{nways * bins + 1, nways,        in,          shift,
-                       prefix_shift,     prefix,       check_finite, in.extent(0)};
+  KeyHistogram<Exec> f{nways * bins + 1, nways,  in,           shift,
+                       prefix_shift,     prefix, check_finite, in.extent(0)};
   std::vector<std::uint32_t> ways(nways * bins + 1);
   Kokkos::View<std::uint32_t*, Kokkos::HostSpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>> res(
       ways.data(), ways.size());
@@ -115,6 +115,29 @@ std::vector<std::uint32_t> histogram(UView<const float> in, std::uint32_t bits, 
     for (std::uint32_t b = 0; b < bins; ++b) h[b] += ways[w * bins + b];
   return h;
 }
+
+// take_keys counts over blocks of kTakeBlock elements with plain integer loops that GCC
+// vectorises (a bool accumulator or a branch per element would not be); only blocks holding a
+// taken element are walked again, with a branch. They test the raw |x| bits (every NaN its
+// own pattern above kInfKey) instead of abs_key: its NaN select made GCC unswitch the loop into
+// a scalar copy for the usual hi = kNanKey; take_keys maps [lo, hi] to an equivalent raw range.
+constexpr std::uint64_t kTakeBlock = 64;
+KOKKOS_INLINE_FUNCTION std::uint32_t raw_key(float x) { return float_bits(x) & 0x7FFFFFFFu; }
+KOKKOS_INLINE_FUNCTION std::uint32_t count_keys(const float* x, std::uint64_t len, std::uint32_t lo,
+                                                std::uint32_t span, std::uint32_t& any_bad) {
+  std::uint32_t hits = 0, bad = 0;
+  for (std::uint64_t i = 0; i < len; ++i) {
+    const std::uint32_t key = raw_key(x[i]);
+    hits += key - lo <= span ? 1u : 0u;
+    bad |= key >= kInfKey ? 1u : 0u;
+  }
+  any_bad |= bad;
+  return hits;
+}
+
+// select_topk's sampled threshold: inputs of at least kSampleMinN elements, kSamples samples.
+constexpr std::uint64_t kSampleMinN = std::uint64_t{1} << 16;
+constexpr std::uint64_t kSamples = std::uint64_t{1} << 14;
 
 }  // namespace
 
@@ -168,6 +191,63 @@ std::uint64_t first_nonfinite(UView<const float> in) {
       },
       Kokkos::Min<std::uint64_t>(bad));
   return bad;
+}
+
+Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool check,
+                UView<std::uint32_t> idx, UView<float> val) {
+  // abs_key in [lo, hi] <=> raw_key in [lo', hi'], where a bound in the NaN range
+  // (kInfKey, kNanKey] moves to its edge: every NaN is in, or none is. Then
+  // raw in [lo', hi'] <=> raw - lo' <= hi' - lo' (unsigned): one compare per element. An empty
+  // range becomes lo' = 2^32 - 1, span 0, which no key (< 2^31) passes.
+  if (lo > kInfKey && lo <= kNanKey) lo = kInfKey + 1;
+  if (hi > kInfKey) hi = hi >= kNanKey ? 0x7FFFFFFFu : kInfKey;
+  const std::uint32_t span = lo <= hi ? hi - lo : 0;
+  if (lo > hi) lo = 0xFFFFFFFFu;
+  const std::uint64_t n = in.extent(0), cap = idx.extent(0);
+  const float* const x = in.data();
+  std::uint32_t* const oi = idx.data();
+  float* const ov = val.data();
+  Taken r;
+  const UView<std::uint64_t> bad_v(&r.first_bad, 1);
+  Kokkos::parallel_scan(
+      "gradcomp::kk::take_keys", Range<>(0, chunks(n)),
+      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& pos, const bool final) {
+        const std::uint64_t e = chunk_end(c, n);
+        std::uint64_t at = pos;
+        std::uint32_t any_bad = 0;
+        for (std::uint64_t b = c * kChunk; b < e; b += kTakeBlock) {
+          const std::uint64_t len = e - b < kTakeBlock ? e - b : kTakeBlock;
+          // A constant trip count for whole blocks: no vector epilogue per block.
+          const std::uint32_t hits = len == kTakeBlock
+                                         ? count_keys(x + b, kTakeBlock, lo, span, any_bad)
+                                         : count_keys(x + b, len, lo, span, any_bad);
+          if (final && hits != 0 && at < cap) {
+            // Rare on the sparse paths: a scalar walk of this block only.
+            std::uint64_t w = at;
+            const std::uint64_t w_end = at + hits < cap ? at + hits : cap;
+            for (std::uint64_t i = b; w < w_end; ++i) {
+              const float v = x[i];
+              if (raw_key(v) - lo <= span) {
+                oi[w] = static_cast<std::uint32_t>(i);
+                ov[w] = v;
+                ++w;
+              }
+            }
+          }
+          at += hits;
+        }
+        if (final && check && any_bad != 0) {
+          for (std::uint64_t i = c * kChunk; i < e; ++i) {
+            if (key_nonfinite(abs_key(x[i]))) {
+              Kokkos::atomic_fetch_min(&bad_v(0), i);
+              break;
+            }
+          }
+        }
+        pos = at;
+      },
+      r.count);
+  return r;
 }
 
 Status new_payload(const CompressorDesc& desc, const CompressContext& ctx, std::uint64_t count,
@@ -234,7 +314,19 @@ KthKey kth_key(UView<const float> in, std::uint64_t k, bool check_finite) {
   std::uint32_t b1 = 0, b2 = 0;
   std::uint64_t above1 = 0, above2 = 0;
   find_bin(h1, k, b1, above1);
-  const std::vector<std::uint32_t> h2 = histogram(in, 16, 0, 16, b1, false, bad);
+  // Pass 2 on the elements of bin b1 only, gathered by a vectorised take (its size is known):
+  // a filtered histogram over the whole input costs a scalar branch per element.
+  const std::uint64_t in_bin = h1[b1];
+  thread_local std::vector<std::uint32_t> bi;
+  thread_local std::vector<float> bv;
+  if (bv.size() < in_bin) {
+    bi.resize(in_bin);
+    bv.resize(in_bin);
+  }
+  take_keys(in, b1 << 16, (b1 << 16) | 0xFFFFu, false, UView<std::uint32_t>(bi.data(), in_bin),
+            UView<float>(bv.data(), in_bin));
+  const std::vector<std::uint32_t> h2 =
+      histogram(UView<const float>(bv.data(), in_bin), 16, 0, 32, 0, false, bad);
   find_bin(h2, k - above1, b2, above2);
   r.key = (b1 << 16) | b2;
   r.greater = above1 + above2;
@@ -282,6 +374,42 @@ void emit_topk(UView<const float> in, const KthKey& t, UView<std::uint32_t> idx,
 
 std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
                           UView<std::uint32_t> idx, UView<float> val) {
+  const std::uint64_t n = in.extent(0);
+  thread_local std::vector<std::uint32_t> ci;
+  thread_local std::vector<float> cv;
+  if (n >= kSampleMinN) {
+    // Sample rank for a threshold a little below the k-th largest key: the expected count
+    // above it padded by four standard deviations and a constant, so that the take below
+    // almost always holds at least k elements (else: the two-pass path, same result).
+    const std::uint64_t stride = n / kSamples;
+    const double expect = static_cast<double>(k) / static_cast<double>(stride);
+    const auto rank = static_cast<std::uint64_t>(expect + 4.0 * std::sqrt(expect) + 16.0);
+    if (rank < kSamples / 4) {  // else the candidates are a large part of the input
+      std::vector<float> samples(kSamples);
+      const UView<float> sv(samples.data(), kSamples);
+      Kokkos::parallel_for(
+          "gradcomp::kk::topk_sample", Range<>(0, kSamples),
+          KOKKOS_LAMBDA(const std::uint64_t i) { sv(i) = in(i * stride); });
+      const std::uint32_t t =
+          kth_key(UView<const float>(samples.data(), kSamples), rank, false).key;
+      const std::uint64_t cap = 2 * rank * stride + kChunk;
+      if (ci.size() < cap) {
+        ci.resize(cap);
+        cv.resize(cap);
+      }
+      const Taken r = take_keys(in, t, kNanKey, check, UView<std::uint32_t>(ci.data(), cap),
+                                UView<float>(cv.data(), cap));
+      if (r.first_bad != kNone) return r.first_bad;
+      if (r.count >= k && r.count <= cap) {
+        // Every element with key >= t is here, in index order, and there are >= k of them.
+        const UView<const float> cand(cv.data(), r.count);
+        emit_topk(cand, kth_key(cand, k, false), idx, val,
+                  UView<const std::uint32_t>(ci.data(), r.count));
+        return kNone;
+      }
+      check = false;  // the take checked every element
+    }
+  }
   std::uint32_t bad = 0xFFFFFFFFu;
   const std::vector<std::uint32_t> h1 = histogram(in, 15, 16, 32, 0, check, bad);
   if (bad != 0xFFFFFFFFu) return bad;
@@ -290,32 +418,12 @@ std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
   find_bin(h1, k, b1, above1);
   // Pass 2: compact every element whose high bits are >= b1, in index order.
   const std::uint64_t cap = above1 + h1[b1];
-  thread_local std::vector<std::uint32_t> ci;
-  thread_local std::vector<float> cv;
   if (ci.size() < cap) {
     ci.resize(cap);
     cv.resize(cap);
   }
-  const UView<std::uint32_t> civ(ci.data(), cap);
-  const UView<float> cvv(cv.data(), cap);
-  const std::uint64_t n = in.extent(0);
-  Kokkos::parallel_scan(
-      "gradcomp::kk::topk_compact", Range<>(0, chunks(n)),
-      KOKKOS_LAMBDA(const std::uint64_t c, std::uint64_t& pos, const bool final) {
-        const std::uint64_t e = chunk_end(c, n);
-        std::uint64_t at = pos;
-        for (std::uint64_t i = c * kChunk; i < e; ++i) {
-          const float x = in(i);
-          if ((abs_key(x) >> 16) >= b1) {
-            if (final) {
-              civ(at) = static_cast<std::uint32_t>(i);
-              cvv(at) = x;
-            }
-            ++at;
-          }
-        }
-        pos = at;
-      });
+  take_keys(in, b1 << 16, kNanKey, false, UView<std::uint32_t>(ci.data(), cap),
+            UView<float>(cv.data(), cap));
   const UView<const float> cand(cv.data(), cap);
   const std::vector<std::uint32_t> h2 = histogram(cand, 16, 0, 16, b1, false, bad);
   find_bin(h2, k - above1, b2, above2);

@@ -81,6 +81,18 @@ Status new_payload(const CompressorDesc& desc, const CompressContext& ctx, std::
 Status write_dense(const CompressorDesc& desc, const CompressContext& ctx, Span<const float> in,
                    std::vector<std::uint8_t>& payload);
 
+// ---- filtered compaction ----------------------------------------------------------------------
+// Every element whose key lies in [lo, hi] (lo > hi: none), in index order: the first
+// idx.extent(0) of them go to idx/val; returns how many there are in total and (check) the
+// first non-finite index (else kNone). Counting runs branch-free over 64-element blocks, so
+// the pass streams at close to memory speed when few elements are taken.
+struct Taken {
+  std::uint64_t count = 0;
+  std::uint64_t first_bad = kNone;
+};
+Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool check,
+                UView<std::uint32_t> idx, UView<float> val);
+
 // ---- exact top-k by radix select ----------------------------------------------------------
 // The k-th largest key (rule: larger |x| first, then lower index) found by two histogram passes
 // over the key bits; the finiteness check is fused into the first pass.
@@ -96,10 +108,12 @@ KthKey kth_key(UView<const float> in, std::uint64_t k, bool check_finite);
 // the global index of each element of `in` (empty: its position).
 void emit_topk(UView<const float> in, const KthKey& t, UView<std::uint32_t> idx, UView<float> val,
                UView<const std::uint32_t> src = UView<const std::uint32_t>());
-// The exact top-k (k in [1, n]) into idx/val in two reads of the input: the pass-1 histogram
-// (finiteness fused), then a compaction of every element at or above the chosen pass-1 bin into
-// scratch; the low-bit histogram and the emit run on that (usually small) list. Returns the
-// first non-finite index (check only) or kNone.
+// The exact top-k (k in [1, n]) into idx/val. Large inputs: a threshold key estimated from a
+// strided sample, then one take_keys pass (finiteness fused) keeps every element at or above it;
+// when that holds at least k and at most the scratch capacity, the radix select runs on that
+// short list only. Otherwise two reads of the input: the pass-1 histogram (finiteness fused),
+// then a compaction of every element at or above the chosen pass-1 bin. Returns the first
+// non-finite index (check only) or kNone.
 std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
                           UView<std::uint32_t> idx, UView<float> val);
 
