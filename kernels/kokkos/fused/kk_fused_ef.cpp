@@ -267,6 +267,24 @@ bool nothing_can_fail(const Step& st, std::uint64_t n, const float* g, const flo
   return bad == 0;
 }
 
+// The header that kk_streaming.cpp's new_payload writes (flags 0; count and body_bytes fit 32
+// bits: checked by the callers); returns the body, whose bytes the caller writes.
+std::uint8_t* start_payload(const CompressorDesc& desc, const CompressContext& ctx,
+                            std::uint64_t count, std::uint64_t body_bytes,
+                            std::vector<std::uint8_t>& out) {
+  out.resize(kHeaderBytes + body_bytes);
+  WireHeader h;
+  h.compressor = static_cast<std::uint8_t>(desc.kind);
+  h.flags = 0;
+  h.n = desc.n;
+  h.step = ctx.step;
+  h.tensor_id = ctx.tensor_id;
+  h.count = static_cast<std::uint32_t>(count);
+  h.body_bytes = static_cast<std::uint32_t>(body_bytes);
+  write_header(h, out.data());
+  return out.data() + kHeaderBytes;
+}
+
 // The tiled step: the check pass (nothing_can_fail), then one pass over tiles (p, m'; C(p) into the
 // payload; e' = f32(p - D(C(p))) decoded from the tile just written). Returns false with m, e and
 // out untouched when the check pass finds an element that could fail: the caller runs the sweeps.
@@ -276,19 +294,9 @@ bool tiled_step(const CompressorDesc& desc, const CompressContext& ctx, const St
   const std::uint64_t n = desc.n, nt = (n + kTile - 1) / kTile;
   if (!nothing_can_fail<Form, Kind, EF>(st, n, g, m, e)) return false;
 
-  // The header new_payload writes in kk_streaming.cpp; every body byte is written below.
+  // Every body byte is written below.
   const std::uint64_t body_bytes = Kind == 0 ? 4 * n : (Kind == 3 ? packed_bytes(n, 1) : 2 * n);
-  out.resize(kHeaderBytes + body_bytes);
-  WireHeader h;
-  h.compressor = static_cast<std::uint8_t>(desc.kind);
-  h.flags = 0;
-  h.n = n;
-  h.step = ctx.step;
-  h.tensor_id = ctx.tensor_id;
-  h.count = static_cast<std::uint32_t>(n);
-  h.body_bytes = static_cast<std::uint32_t>(body_bytes);
-  write_header(h, out.data());
-  std::uint8_t* body = out.data() + kHeaderBytes;
+  std::uint8_t* body = start_payload(desc, ctx, n, body_bytes, out);
   Kokkos::parallel_for(
       "gradcomp::kk::fused_ef_tiles", Range(0, nt), KOKKOS_LAMBDA(const std::uint64_t t) {
         const std::uint64_t b = t * kTile, len = b + kTile < n ? kTile : n - b;
@@ -342,18 +350,7 @@ bool tiled_blocksign(const CompressorDesc& desc, const CompressContext& ctx, con
   if (offs[nb] != n || body_bytes > 0xFFFFFFFFull || nb > 0xFFFFFFFFull) return false;
   if (!nothing_can_fail<Form, 3, EF>(st, n, g, m, e)) return false;
 
-  // The header new_payload writes in kk_streaming.cpp (count = blocks).
-  out.resize(kHeaderBytes + body_bytes);
-  WireHeader h;
-  h.compressor = static_cast<std::uint8_t>(desc.kind);
-  h.flags = 0;
-  h.n = n;
-  h.step = ctx.step;
-  h.tensor_id = ctx.tensor_id;
-  h.count = static_cast<std::uint32_t>(nb);
-  h.body_bytes = static_cast<std::uint32_t>(body_bytes);
-  write_header(h, out.data());
-  std::uint8_t* body = out.data() + kHeaderBytes;
+  std::uint8_t* body = start_payload(desc, ctx, nb, body_bytes, out);  // count = blocks
   float* scales = reinterpret_cast<float*>(body + packed_bytes(n, 1));
   const std::uint64_t* off = offs.data();
   Kokkos::parallel_for(
