@@ -154,6 +154,8 @@ TEST(KkSelection, LargeInputsMatchReference) {
         i % 4 == 0 ? 10.0f + static_cast<float>(i % 1000) : 0.5f * std::sin(static_cast<float>(i));
   check_matches(with_n("topk:density=0.05", n), ctx, ctx, w);
   check_matches(with_n("topk:density=0.01", n), ctx, ctx, std::vector<float>(n, -1.5f));
+  // NaN/Inf in blocks the take counts but does not walk (past the scratch).
+  check_bad_inputs(with_n("topk:density=0.01", n), ctx, std::vector<float>(n, -1.5f), true);
 }
 
 // Corrupt payloads: truncations and single-byte corruptions get the reference's status code,

@@ -135,6 +135,17 @@ KOKKOS_INLINE_FUNCTION std::uint32_t count_keys(const float* x, std::uint64_t le
   return hits;
 }
 
+// count_keys for a range open at the top (hi' = 2^31 - 1, select_topk's take): keys are < 2^31,
+// so one signed compare per element. No non-finite test: every non-finite key is in the range,
+// so the walk of the hit blocks sees them all. Half the vector work of count_keys.
+KOKKOS_INLINE_FUNCTION std::uint32_t count_from(const float* x, std::uint64_t len,
+                                                std::int32_t lo_m1) {
+  std::uint32_t hits = 0;
+  for (std::uint64_t i = 0; i < len; ++i)
+    hits += static_cast<std::int32_t>(raw_key(x[i])) > lo_m1 ? 1u : 0u;
+  return hits;
+}
+
 // select_topk's sampled threshold: inputs of at least kSampleMinN elements, kSamples samples.
 constexpr std::uint64_t kSampleMinN = std::uint64_t{1} << 16;
 constexpr std::uint64_t kSamples = std::uint64_t{1} << 14;
@@ -203,6 +214,8 @@ Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool 
   if (hi > kInfKey) hi = hi >= kNanKey ? 0x7FFFFFFFu : kInfKey;
   const std::uint32_t span = lo <= hi ? hi - lo : 0;
   if (lo > hi) lo = 0xFFFFFFFFu;
+  const bool open_top = hi == 0x7FFFFFFFu && lo <= 0x7FFFFFFFu;
+  const std::int32_t lo_m1 = open_top ? static_cast<std::int32_t>(lo) - 1 : 0;
   const std::uint64_t n = in.extent(0), cap = idx.extent(0);
   const float* const x = in.data();
   std::uint32_t* const oi = idx.data();
@@ -218,9 +231,15 @@ Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool 
         for (std::uint64_t b = c * kChunk; b < e; b += kTakeBlock) {
           const std::uint64_t len = e - b < kTakeBlock ? e - b : kTakeBlock;
           // A constant trip count for whole blocks: no vector epilogue per block.
-          const std::uint32_t hits = len == kTakeBlock
-                                         ? count_keys(x + b, kTakeBlock, lo, span, any_bad)
-                                         : count_keys(x + b, len, lo, span, any_bad);
+          std::uint32_t hits;
+          if (open_top)
+            hits = len == kTakeBlock ? count_from(x + b, kTakeBlock, lo_m1)
+                                     : count_from(x + b, len, lo_m1);
+          else
+            hits = len == kTakeBlock ? count_keys(x + b, kTakeBlock, lo, span, any_bad)
+                                     : count_keys(x + b, len, lo, span, any_bad);
+          // Past cap the walk stops early: test the whole block for non-finite keys instead.
+          if (final && open_top && at + hits > cap) count_keys(x + b, len, lo, span, any_bad);
           if (final && hits != 0 && at < cap) {
             // Rare on the sparse paths: a scalar walk of this block only.
             std::uint64_t w = at;
@@ -228,6 +247,7 @@ Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool 
             for (std::uint64_t i = b; w < w_end; ++i) {
               const float v = x[i];
               if (raw_key(v) - lo <= span) {
+                any_bad |= raw_key(v) >= kInfKey ? 1u : 0u;
                 oi[w] = static_cast<std::uint32_t>(i);
                 ov[w] = v;
                 ++w;
