@@ -146,9 +146,12 @@ KOKKOS_INLINE_FUNCTION std::uint32_t count_from(const float* x, std::uint64_t le
   return hits;
 }
 
-// select_topk's sampled threshold: inputs of at least kSampleMinN elements, kSamples samples.
+// select_topk's sampled threshold: inputs of at least kSampleMinN elements, at least kSamples
+// samples and one per kSampleStride elements: more samples give a tighter rank (the padding
+// grows as the square root), so fewer candidates to take and select at density 0.01.
 constexpr std::uint64_t kSampleMinN = std::uint64_t{1} << 16;
 constexpr std::uint64_t kSamples = std::uint64_t{1} << 14;
+constexpr std::uint64_t kSampleStride = 256;
 
 }  // namespace
 
@@ -401,17 +404,17 @@ std::uint64_t select_topk(UView<const float> in, std::uint64_t k, bool check,
     // Sample rank for a threshold a little below the k-th largest key: the expected count
     // above it padded by four standard deviations and a constant, so that the take below
     // almost always holds at least k elements (else: the two-pass path, same result).
-    const std::uint64_t stride = n / kSamples;
+    const std::uint64_t ns = n / kSampleStride > kSamples ? n / kSampleStride : kSamples;
+    const std::uint64_t stride = n / ns;
     const double expect = static_cast<double>(k) / static_cast<double>(stride);
     const auto rank = static_cast<std::uint64_t>(expect + 4.0 * std::sqrt(expect) + 16.0);
-    if (rank < kSamples / 4) {  // else the candidates are a large part of the input
-      std::vector<float> samples(kSamples);
-      const UView<float> sv(samples.data(), kSamples);
+    if (rank < ns / 4) {  // else the candidates are a large part of the input
+      std::vector<float> samples(ns);
+      const UView<float> sv(samples.data(), ns);
       Kokkos::parallel_for(
-          "gradcomp::kk::topk_sample", Range<>(0, kSamples),
+          "gradcomp::kk::topk_sample", Range<>(0, ns),
           KOKKOS_LAMBDA(const std::uint64_t i) { sv(i) = in(i * stride); });
-      const std::uint32_t t =
-          kth_key(UView<const float>(samples.data(), kSamples), rank, false).key;
+      const std::uint32_t t = kth_key(UView<const float>(samples.data(), ns), rank, false).key;
       const std::uint64_t cap = 2 * rank * stride + kChunk;
       if (ci.size() < cap) {
         ci.resize(cap);
