@@ -146,6 +146,19 @@ KOKKOS_INLINE_FUNCTION std::uint32_t count_from(const float* x, std::uint64_t le
   return hits;
 }
 
+// Bit t of m[j]: element 4t + j of a whole block has a key above lo_m1 (open-top range).
+KOKKOS_INLINE_FUNCTION void block_masks(const float* x, std::int32_t lo_m1, std::uint32_t m[4]) {
+  m[0] = m[1] = m[2] = m[3] = 0;
+  for (std::uint32_t t = 0; t < kTakeBlock / 4; ++t) {
+    const float* r = x + 4 * t;
+    const std::uint32_t bit = 1u << t;
+    m[0] |= static_cast<std::int32_t>(raw_key(r[0])) > lo_m1 ? bit : 0u;
+    m[1] |= static_cast<std::int32_t>(raw_key(r[1])) > lo_m1 ? bit : 0u;
+    m[2] |= static_cast<std::int32_t>(raw_key(r[2])) > lo_m1 ? bit : 0u;
+    m[3] |= static_cast<std::int32_t>(raw_key(r[3])) > lo_m1 ? bit : 0u;
+  }
+}
+
 // select_topk's sampled threshold: inputs of at least kSampleMinN elements, at least kSamples
 // samples and one per kSampleStride elements: more samples give a tighter rank (the padding
 // grows as the square root), so fewer candidates to take and select at density 0.01.
@@ -243,7 +256,24 @@ Taken take_keys(UView<const float> in, std::uint32_t lo, std::uint32_t hi, bool 
                                      : count_keys(x + b, len, lo, span, any_bad);
           // Past cap the walk stops early: test the whole block for non-finite keys instead.
           if (final && open_top && at + hits > cap) count_keys(x + b, len, lo, span, any_bad);
-          if (final && hits != 0 && at < cap) {
+          if (final && open_top && hits != 0 && len == kTakeBlock && at + hits <= cap) {
+            std::uint32_t m[4];
+            block_masks(x + b, lo_m1, m);
+            std::uint64_t w = at;
+            for (std::uint32_t rows = m[0] | m[1] | m[2] | m[3]; rows != 0; rows &= rows - 1) {
+              const auto t = static_cast<std::uint32_t>(__builtin_ctz(rows));
+              std::uint32_t row = ((m[0] >> t) & 1u) | ((m[1] >> t) & 1u) << 1 |
+                                  ((m[2] >> t) & 1u) << 2 | ((m[3] >> t) & 1u) << 3;
+              for (; row != 0; row &= row - 1) {
+                const std::uint64_t i = b + 4 * t + static_cast<std::uint32_t>(__builtin_ctz(row));
+                const float v = x[i];
+                any_bad |= raw_key(v) >= kInfKey ? 1u : 0u;
+                oi[w] = static_cast<std::uint32_t>(i);
+                ov[w] = v;
+                ++w;
+              }
+            }
+          } else if (final && hits != 0 && at < cap) {
             // Rare on the sparse paths: a scalar walk of this block only.
             std::uint64_t w = at;
             const std::uint64_t w_end = at + hits < cap ? at + hits : cap;
