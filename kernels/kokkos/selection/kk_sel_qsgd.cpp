@@ -311,16 +311,18 @@ bool norm_bad(float norm, bool check) {
 constexpr std::uint32_t kFastMaxBits = 8;
 constexpr std::uint32_t kFastMaxCodes = 1u << kFastMaxBits;
 
-template <std::uint32_t B>
-KOKKOS_FORCEINLINE_FUNCTION void unpack32(const std::uint32_t* __restrict w,
-                                          std::uint32_t* __restrict code) {
+// Calls f(e, code) for the 32 codes of the group starting at w. The caller's work is fused
+// into the unrolled loop: staging the codes in an array and re-reading them as vectors stalls
+// on store forwarding.
+template <std::uint32_t B, class F>
+KOKKOS_FORCEINLINE_FUNCTION void for_codes32(const std::uint32_t* __restrict w, F f) {
   constexpr std::uint32_t mask = (1u << B) - 1;
 #pragma GCC unroll 32
   for (std::uint32_t e = 0; e < 32; ++e) {
     const std::uint32_t pos = e * B, wi = pos >> 5, sh = pos & 31u;
     std::uint64_t win = w[wi];
     if (sh + B > 32) win |= static_cast<std::uint64_t>(w[wi + 1]) << 32;
-    code[e] = static_cast<std::uint32_t>(win >> sh) & mask;
+    f(e, static_cast<std::uint32_t>(win >> sh) & mask);
   }
 }
 
@@ -345,11 +347,10 @@ std::uint64_t check_codes_fast(const Buckets& bk, const UView<const std::uint32_
         const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
         const std::uint64_t full = (end - begin) / 32;
         std::uint32_t any = 0;  // an integer OR, not a bool, keeps the loop branch-free
-        std::uint32_t code[32];
         for (std::uint64_t g = 0; g < full; ++g) {
-          unpack32<B>(wb + g * B, code);
-          for (std::uint32_t e = 0; e < 32; ++e)
-            any |= static_cast<std::uint32_t>(code[e] > maxok) | (code[e] == 1u);
+          for_codes32<B>(wb + g * B, [&](std::uint32_t, std::uint32_t c) {
+            any |= static_cast<std::uint32_t>(c > maxok) | (c == 1u);
+          });
         }
         for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
           const std::uint32_t c = code_at(words, j, B);
@@ -392,17 +393,15 @@ void decode_fast(const Buckets& bk, const UView<const std::uint32_t>& words,
         const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
         float* __restrict ob = o.data() + begin;
         const std::uint64_t full = (end - begin) / 32;
-        std::uint32_t code[32];
         for (std::uint64_t g = 0; g < full; ++g) {
-          unpack32<B>(wb + g * B, code);
           float* __restrict og = ob + 32 * g;
-          for (std::uint32_t e = 0; e < 32; ++e) {
+          for_codes32<B>(wb + g * B, [&](std::uint32_t e, std::uint32_t c) {
             if (kAccumulate) {
-              og[e] = static_cast<float>(static_cast<double>(og[e]) + tabd[code[e]]);
+              og[e] = static_cast<float>(static_cast<double>(og[e]) + tabd[c]);
             } else {
-              og[e] = tab[code[e]];
+              og[e] = tab[c];
             }
-          }
+          });
         }
         for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
           const std::uint32_t c = code_at(words, j, B);
