@@ -170,6 +170,7 @@ TEST(KkSelection, CorruptPayloadsRejectedLikeReference) {
                                           "qsgd:levels=3,bucket=16",
                                           "qsgd:levels=2,norm=max",
                                           "qsgd:levels=4,bucket=32",
+                                          "qsgd:levels=1,bucket=32",
                                           "qsgd_topk:k=6,levels=5",
                                           "qsgd_randk:k=6,levels=3",
                                           "qsgd_randk:k=6,indices=private",

@@ -332,6 +332,31 @@ bool fast_decode_ok(const Buckets& bk, std::uint32_t bits, std::uint32_t levels)
          2 * static_cast<std::uint64_t>(levels) + 2 <= bk.size;
 }
 
+// v in every second B-bit field of a 64-bit word, starting at field 0.
+template <std::uint32_t B>
+constexpr std::uint64_t even_fields(std::uint64_t v) {
+  std::uint64_t r = 0;
+  for (std::uint32_t i = 0; i < 64; i += 2 * B) r |= v << i;
+  return r;
+}
+
+// Nonzero iff one of the 64 / B codes in x (B divides 32, so no code straddles) is > maxok
+// or == 1. SWAR on the even and odd fields separately, so the empty field above each acts as
+// a guard: code + (2^B - 1 - maxok) carries out iff code > maxok, code + (2^B - 2) iff
+// code >= 2. Plain 64-bit and/add/shift: vectorisable with SSE2.
+template <std::uint32_t B>
+KOKKOS_FORCEINLINE_FUNCTION std::uint64_t bad_codes64(std::uint64_t x, std::uint64_t kmax) {
+  constexpr std::uint64_t mask = (std::uint64_t{1} << B) - 1;
+  constexpr std::uint64_t even = even_fields<B>(mask), low = even_fields<B>(1);
+  constexpr std::uint64_t carry = low << B, k2 = even_fields<B>(mask - 1);
+  std::uint64_t bad = 0;
+  for (const std::uint64_t f : {x & even, (x >> B) & even}) {
+    bad |= (f + kmax) & carry;                    // code > maxok
+    bad |= f & low & ~(((f + k2) & carry) >> B);  // code == 1
+  }
+  return bad;
+}
+
 // Code validation (see qsgd_decode): returns 2 * j + 1 of the first bad code, or kNone.
 template <std::uint32_t B>
 std::uint64_t check_codes_fast(const Buckets& bk, const UView<const std::uint32_t>& words,
@@ -347,10 +372,19 @@ std::uint64_t check_codes_fast(const Buckets& bk, const UView<const std::uint32_
         const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
         const std::uint64_t full = (end - begin) / 32;
         std::uint32_t any = 0;  // an integer OR, not a bool, keeps the loop branch-free
-        for (std::uint64_t g = 0; g < full; ++g) {
-          for_codes32<B>(wb + g * B, [&](std::uint32_t, std::uint32_t c) {
-            any |= static_cast<std::uint32_t>(c > maxok) | (c == 1u);
-          });
+        if constexpr (32 % B == 0) {
+          // full * B is even: whole 64-bit pairs of words (little-endian keeps code order).
+          const std::uint64_t kmax = even_fields<B>(((std::uint64_t{1} << B) - 1) - maxok);
+          std::uint64_t bad64 = 0;
+          for (std::uint64_t i = 0; i < full * B; i += 2)
+            bad64 |= bad_codes64<B>(wb[i] | static_cast<std::uint64_t>(wb[i + 1]) << 32, kmax);
+          any = bad64 != 0;
+        } else {
+          for (std::uint64_t g = 0; g < full; ++g) {
+            for_codes32<B>(wb + g * B, [&](std::uint32_t, std::uint32_t c) {
+              any |= static_cast<std::uint32_t>(c > maxok) | (c == 1u);
+            });
+          }
         }
         for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
           const std::uint32_t c = code_at(words, j, B);
