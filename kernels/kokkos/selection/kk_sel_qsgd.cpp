@@ -427,15 +427,44 @@ void decode_fast(const Buckets& bk, const UView<const std::uint32_t>& words,
         const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
         float* __restrict ob = o.data() + begin;
         const std::uint64_t full = (end - begin) / 32;
-        for (std::uint64_t g = 0; g < full; ++g) {
-          float* __restrict og = ob + 32 * g;
-          for_codes32<B>(wb + g * B, [&](std::uint32_t e, std::uint32_t c) {
-            if (kAccumulate) {
-              og[e] = static_cast<float>(static_cast<double>(og[e]) + tabd[c]);
-            } else {
-              og[e] = tab[c];
+        if constexpr (B == 2) {
+          // levels = 1: a 16-entry table of value pairs, one lookup per nibble (two codes)
+          // halves the shift/mask/lookup work per element.
+          float tab2[16][2];
+          double tabd2[16][2];
+          for (std::uint32_t q = 0; q < 16; ++q) {
+            tab2[q][0] = tab[q & 3u];
+            tab2[q][1] = tab[q >> 2];
+            tabd2[q][0] = tabd[q & 3u];
+            tabd2[q][1] = tabd[q >> 2];
+          }
+          for (std::uint64_t i = 0; i < 2 * full; ++i) {
+            const std::uint32_t x = wb[i];
+            float* __restrict o16 = ob + 16 * i;
+#pragma GCC unroll 8
+            for (std::uint32_t k = 0; k < 8; ++k) {
+              const std::uint32_t q = (x >> (4 * k)) & 15u;
+              for (std::uint32_t l = 0; l < 2; ++l) {
+                if (kAccumulate) {
+                  o16[2 * k + l] =
+                      static_cast<float>(static_cast<double>(o16[2 * k + l]) + tabd2[q][l]);
+                } else {
+                  o16[2 * k + l] = tab2[q][l];
+                }
+              }
             }
-          });
+          }
+        } else {
+          for (std::uint64_t g = 0; g < full; ++g) {
+            float* __restrict og = ob + 32 * g;
+            for_codes32<B>(wb + g * B, [&](std::uint32_t e, std::uint32_t c) {
+              if (kAccumulate) {
+                og[e] = static_cast<float>(static_cast<double>(og[e]) + tabd[c]);
+              } else {
+                og[e] = tab[c];
+              }
+            });
+          }
         }
         for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
           const std::uint32_t c = code_at(words, j, B);
