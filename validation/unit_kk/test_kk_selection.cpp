@@ -84,10 +84,13 @@ TEST(KkSelection, SigntopkMatchesReference) {
 }
 
 TEST(KkSelection, QsgdMatchesReference) {
-  check_all({"qsgd:levels=1", "qsgd:levels=3,seed=5", "qsgd:levels=7,bucket=100",
-             "qsgd:levels=255,norm=max", "qsgd:levels=4,bucket=0", "qsgd:levels=1000000,bucket=33",
-             "qsgd:levels=1073741824,bucket=7"},
-            2);
+  check_all(
+      {"qsgd:levels=1", "qsgd:levels=3,seed=5", "qsgd:levels=7,bucket=100",
+       "qsgd:levels=255,norm=max", "qsgd:levels=4,bucket=0", "qsgd:levels=1000000,bucket=33",
+       "qsgd:levels=1073741824,bucket=7",
+       // Decode fast path (32-aligned buckets, codes of 2..8 bits) incl. a partial bucket.
+       "qsgd:levels=4,bucket=64", "qsgd:levels=5,bucket=96,norm=max", "qsgd:levels=127,bucket=256"},
+      2);
 }
 
 TEST(KkSelection, QsgdTopkMatchesReference) {
@@ -168,6 +171,8 @@ TEST(KkSelection, CorruptPayloadsRejectedLikeReference) {
                                           "signtopk:k=5",
                                           "qsgd:levels=3,bucket=16",
                                           "qsgd:levels=2,norm=max",
+                                          "qsgd:levels=4,bucket=32",
+                                          "qsgd:levels=1,bucket=32",
                                           "qsgd_topk:k=6,levels=5",
                                           "qsgd_randk:k=6,levels=3",
                                           "qsgd_randk:k=6,indices=private",

@@ -4,6 +4,7 @@
 // codes of b bits are exactly b whole words, so groups never share a word).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kk_sel_common.hpp"
 
@@ -302,6 +303,194 @@ bool norm_bad(float norm, bool check) {
   return std::signbit(norm) || (check && !std::isfinite(norm));
 }
 
+// ---- decode fast path: fixed buckets of a multiple of 32 elements, codes of <= 8 bits -------
+// Every bucket then starts on a word boundary (32 codes of B bits are B whole words), so a work
+// item is one bucket. B is a template parameter: each of the 32 codes of a group is a shift and
+// mask by constants after unrolling (no refill branch, no per-element bucket test).
+
+constexpr std::uint32_t kFastMaxBits = 8;
+constexpr std::uint32_t kFastMaxCodes = 1u << kFastMaxBits;
+
+// Calls f(e, code) for the 32 codes of the group starting at w. The caller's work is fused
+// into the unrolled loop: staging the codes in an array and re-reading them as vectors stalls
+// on store forwarding.
+template <std::uint32_t B, class F>
+KOKKOS_FORCEINLINE_FUNCTION void for_codes32(const std::uint32_t* __restrict w, F f) {
+  constexpr std::uint32_t mask = (1u << B) - 1;
+#pragma GCC unroll 32
+  for (std::uint32_t e = 0; e < 32; ++e) {
+    const std::uint32_t pos = e * B, wi = pos >> 5, sh = pos & 31u;
+    std::uint64_t win = w[wi];
+    if (sh + B > 32) win |= static_cast<std::uint64_t>(w[wi + 1]) << 32;
+    f(e, static_cast<std::uint32_t>(win >> sh) & mask);
+  }
+}
+
+bool fast_decode_ok(const Buckets& bk, std::uint32_t bits, std::uint32_t levels) {
+  // The per-bucket table costs 2 * levels + 2 divisions; keep it below the bucket's size.
+  return bk.size > 0 && bk.size % 32 == 0 && bits <= kFastMaxBits &&
+         2 * static_cast<std::uint64_t>(levels) + 2 <= bk.size;
+}
+
+// v in every second B-bit field of a 64-bit word, starting at field 0.
+template <std::uint32_t B>
+constexpr std::uint64_t even_fields(std::uint64_t v) {
+  std::uint64_t r = 0;
+  for (std::uint32_t i = 0; i < 64; i += 2 * B) r |= v << i;
+  return r;
+}
+
+// Nonzero iff one of the 64 / B codes in x (B divides 32, so no code straddles) is > maxok
+// or == 1. SWAR on the even and odd fields separately, so the empty field above each acts as
+// a guard: code + (2^B - 1 - maxok) carries out iff code > maxok, code + (2^B - 2) iff
+// code >= 2. Plain 64-bit and/add/shift: vectorisable with SSE2.
+template <std::uint32_t B>
+KOKKOS_FORCEINLINE_FUNCTION std::uint64_t bad_codes64(std::uint64_t x, std::uint64_t kmax) {
+  constexpr std::uint64_t mask = (std::uint64_t{1} << B) - 1;
+  constexpr std::uint64_t even = even_fields<B>(mask), low = even_fields<B>(1);
+  constexpr std::uint64_t carry = low << B, k2 = even_fields<B>(mask - 1);
+  std::uint64_t bad = 0;
+  for (const std::uint64_t f : {x & even, (x >> B) & even}) {
+    bad |= (f + kmax) & carry;                    // code > maxok
+    bad |= f & low & ~(((f + k2) & carry) >> B);  // code == 1
+  }
+  return bad;
+}
+
+// Code validation (see qsgd_decode): returns 2 * j + 1 of the first bad code, or kNone.
+template <std::uint32_t B>
+std::uint64_t check_codes_fast(const Buckets& bk, const UView<const std::uint32_t>& words,
+                               const UView<const float>& norms, std::uint32_t levels) {
+  std::uint64_t bad = kNone;
+  Kokkos::parallel_reduce(
+      "gradcomp::kk::qsgd_check_codes_fast", Range<>(0, bk.count),
+      KOKKOS_LAMBDA(const std::uint64_t b, std::uint64_t& m) {
+        const std::uint64_t begin = bk.begin(b), end = bk.end(b);
+        // Valid codes of a bucket are 0, 2 .. 2 * levels + 1 (sign | level << 1), or only 0
+        // when its norm is zero: one compare against the largest valid code plus code == 1.
+        const std::uint32_t maxok = float_bits(norms(b)) << 1 != 0u ? 2 * levels + 1 : 0u;
+        const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
+        const std::uint64_t full = (end - begin) / 32;
+        std::uint32_t any = 0;  // an integer OR, not a bool, keeps the loop branch-free
+        if constexpr (32 % B == 0) {
+          // full * B is even: whole 64-bit pairs of words (little-endian keeps code order).
+          const std::uint64_t kmax = even_fields<B>(((std::uint64_t{1} << B) - 1) - maxok);
+          std::uint64_t bad64 = 0;
+          for (std::uint64_t i = 0; i < full * B; i += 2)
+            bad64 |= bad_codes64<B>(wb[i] | static_cast<std::uint64_t>(wb[i + 1]) << 32, kmax);
+          any = bad64 != 0;
+        } else {
+          for (std::uint64_t g = 0; g < full; ++g) {
+            for_codes32<B>(wb + g * B, [&](std::uint32_t, std::uint32_t c) {
+              any |= static_cast<std::uint32_t>(c > maxok) | (c == 1u);
+            });
+          }
+        }
+        for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
+          const std::uint32_t c = code_at(words, j, B);
+          any |= static_cast<std::uint32_t>(c > maxok) | (c == 1u);
+        }
+        if (!any) return;
+        for (std::uint64_t j = begin; j < end; ++j) {
+          if (!code_ok(code_at(words, j, B), norms(b), levels)) {
+            if (2 * j + 1 < m) m = 2 * j + 1;
+            return;
+          }
+        }
+      },
+      Kokkos::Min<std::uint64_t>(bad));
+  return bad;
+}
+
+// Decode of validated codes: a per-bucket table of the decoded value of every valid code (the
+// reference's expression, so bit-identical, NaN/inf norms included); for accumulate the table
+// holds alpha * f64(value), so each element is f32(f64(out) + table[code]).
+template <std::uint32_t B, bool kAccumulate>
+void decode_fast(const Buckets& bk, const UView<const std::uint32_t>& words,
+                 const UView<const float>& norms, std::uint32_t levels, double a,
+                 const UView<float>& o) {
+  const double s = static_cast<double>(levels);
+  const std::uint32_t ncodes = 2 * levels + 2;
+  Kokkos::parallel_for(
+      "gradcomp::kk::qsgd_decode_fast", Range<>(0, bk.count), KOKKOS_LAMBDA(const std::uint64_t b) {
+        const std::uint64_t begin = bk.begin(b), end = bk.end(b);
+        const double norm = static_cast<double>(norms(b));
+        float tab[kFastMaxCodes];
+        double tabd[kFastMaxCodes];
+        for (std::uint32_t c = 0; c < ncodes; ++c) {
+          // dequantize(c, norm, s, 1): factor 1 is exact, so it is left out.
+          const double level = static_cast<double>(c >> 1);
+          const float v = static_cast<float>(norm * ((c & 1u) ? -level : level) / s);
+          tab[c] = v;
+          tabd[c] = a * static_cast<double>(v);
+        }
+        const std::uint32_t* __restrict wb = words.data() + begin / 32 * B;
+        float* __restrict ob = o.data() + begin;
+        const std::uint64_t full = (end - begin) / 32;
+        if constexpr (B == 2) {
+          // levels = 1: a 16-entry table of value pairs, one lookup per nibble (two codes)
+          // halves the shift/mask/lookup work per element.
+          float tab2[16][2];
+          double tabd2[16][2];
+          for (std::uint32_t q = 0; q < 16; ++q) {
+            tab2[q][0] = tab[q & 3u];
+            tab2[q][1] = tab[q >> 2];
+            tabd2[q][0] = tabd[q & 3u];
+            tabd2[q][1] = tabd[q >> 2];
+          }
+          for (std::uint64_t i = 0; i < 2 * full; ++i) {
+            const std::uint32_t x = wb[i];
+            float* __restrict o16 = ob + 16 * i;
+#pragma GCC unroll 8
+            for (std::uint32_t k = 0; k < 8; ++k) {
+              const std::uint32_t q = (x >> (4 * k)) & 15u;
+              for (std::uint32_t l = 0; l < 2; ++l) {
+                if (kAccumulate) {
+                  o16[2 * k + l] =
+                      static_cast<float>(static_cast<double>(o16[2 * k + l]) + tabd2[q][l]);
+                } else {
+                  o16[2 * k + l] = tab2[q][l];
+                }
+              }
+            }
+          }
+        } else {
+          for (std::uint64_t g = 0; g < full; ++g) {
+            float* __restrict og = ob + 32 * g;
+            for_codes32<B>(wb + g * B, [&](std::uint32_t e, std::uint32_t c) {
+              if (kAccumulate) {
+                og[e] = static_cast<float>(static_cast<double>(og[e]) + tabd[c]);
+              } else {
+                og[e] = tab[c];
+              }
+            });
+          }
+        }
+        for (std::uint64_t j = begin + 32 * full; j < end; ++j) {
+          const std::uint32_t c = code_at(words, j, B);
+          if (kAccumulate) {
+            o(j) = static_cast<float>(static_cast<double>(o(j)) + tabd[c]);
+          } else {
+            o(j) = tab[c];
+          }
+        }
+      });
+}
+
+// Runs f.template operator()<B>() for the runtime code width bits in [2, kFastMaxBits].
+template <class F>
+auto with_bits(std::uint32_t bits, F f) {
+  switch (bits) {
+    case 2: return f(std::integral_constant<std::uint32_t, 2>{});
+    case 3: return f(std::integral_constant<std::uint32_t, 3>{});
+    case 4: return f(std::integral_constant<std::uint32_t, 4>{});
+    case 5: return f(std::integral_constant<std::uint32_t, 5>{});
+    case 6: return f(std::integral_constant<std::uint32_t, 6>{});
+    case 7: return f(std::integral_constant<std::uint32_t, 7>{});
+    default: return f(std::integral_constant<std::uint32_t, 8>{});
+  }
+}
+
 template <bool kAccumulate>
 Status qsgd_decode(const CompressorDesc& desc, const CompressContext& ctx,
                    Span<const std::uint8_t> payload, float alpha, Span<float> out) {
@@ -348,45 +537,53 @@ Status qsgd_decode(const CompressorDesc& desc, const CompressContext& ctx,
         if (bad_norm && 2 * bk.begin(b) < m) m = 2 * bk.begin(b);
       },
       Kokkos::Min<std::uint64_t>(bad));
+  const bool fast = fast_decode_ok(bk, bits, levels);
   std::uint64_t bad_code = kNone;
-  Kokkos::parallel_reduce(
-      "gradcomp::kk::qsgd_check_codes", Range<>(0, groups),
-      KOKKOS_LAMBDA(const std::uint64_t g, std::uint64_t& m) {
-        const std::uint64_t first = 32 * g;
-        const std::uint64_t last = first + 32 < n ? first + 32 : n;
-        std::uint64_t b = bk.of(first);
-        std::uint64_t bend = bk.end(b);
-        bool nonzero = float_bits(norms(b)) << 1 != 0u;
-        std::uint64_t w = g * bits;
-        std::uint64_t acc = 0;
-        std::uint32_t fill = 0;
-        const std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
-        bool any = false;
-        for (std::uint64_t j = first; j < last; ++j) {
-          if (j >= bend) {
-            ++b;
-            bend = bk.end(b);
-            nonzero = float_bits(norms(b)) << 1 != 0u;
+  if (fast) {
+    bad_code = with_bits(bits, [&](auto B) {
+      return check_codes_fast<decltype(B)::value>(bk, words, norms, levels);
+    });
+  } else {
+    Kokkos::parallel_reduce(
+        "gradcomp::kk::qsgd_check_codes", Range<>(0, groups),
+        KOKKOS_LAMBDA(const std::uint64_t g, std::uint64_t& m) {
+          const std::uint64_t first = 32 * g;
+          const std::uint64_t last = first + 32 < n ? first + 32 : n;
+          std::uint64_t b = bk.of(first);
+          std::uint64_t bend = bk.end(b);
+          bool nonzero = float_bits(norms(b)) << 1 != 0u;
+          std::uint64_t w = g * bits;
+          std::uint64_t acc = 0;
+          std::uint32_t fill = 0;
+          const std::uint64_t mask = (std::uint64_t{1} << bits) - 1;
+          bool any = false;
+          for (std::uint64_t j = first; j < last; ++j) {
+            if (j >= bend) {
+              ++b;
+              bend = bk.end(b);
+              nonzero = float_bits(norms(b)) << 1 != 0u;
+            }
+            if (fill < bits) {
+              acc |= static_cast<std::uint64_t>(words(w++)) << fill;
+              fill += 32;
+            }
+            const std::uint32_t code = static_cast<std::uint32_t>(acc & mask);
+            acc >>= bits;
+            fill -= bits;
+            const std::uint32_t level = code >> 1;
+            any |=
+                (level > levels) | ((level == 0) & ((code & 1u) != 0)) | ((level != 0) & !nonzero);
           }
-          if (fill < bits) {
-            acc |= static_cast<std::uint64_t>(words(w++)) << fill;
-            fill += 32;
+          if (!any) return;
+          for (std::uint64_t j = first; j < last; ++j) {
+            if (!code_ok(code_at(words, j, bits), norms(bk.of(j)), levels)) {
+              if (2 * j + 1 < m) m = 2 * j + 1;
+              return;
+            }
           }
-          const std::uint32_t code = static_cast<std::uint32_t>(acc & mask);
-          acc >>= bits;
-          fill -= bits;
-          const std::uint32_t level = code >> 1;
-          any |= (level > levels) | ((level == 0) & ((code & 1u) != 0)) | ((level != 0) & !nonzero);
-        }
-        if (!any) return;
-        for (std::uint64_t j = first; j < last; ++j) {
-          if (!code_ok(code_at(words, j, bits), norms(bk.of(j)), levels)) {
-            if (2 * j + 1 < m) m = 2 * j + 1;
-            return;
-          }
-        }
-      },
-      Kokkos::Min<std::uint64_t>(bad_code));
+        },
+        Kokkos::Min<std::uint64_t>(bad_code));
+  }
   if (bad_code < bad) bad = bad_code;
   if (bad != kNone) {
     const std::uint64_t j = bad / 2;
@@ -397,6 +594,12 @@ Status qsgd_decode(const CompressorDesc& desc, const CompressContext& ctx,
   }
   const UView<float> o = view_of(out);
   const double a = static_cast<double>(alpha);
+  if (fast) {
+    with_bits(bits, [&](auto B) {
+      decode_fast<decltype(B)::value, kAccumulate>(bk, words, norms, levels, a, o);
+    });
+    return Status::success();
+  }
   const double s = static_cast<double>(levels);
   Kokkos::parallel_for(
       "gradcomp::kk::qsgd_decode", Range<>(0, groups), KOKKOS_LAMBDA(const std::uint64_t g) {
